@@ -1,0 +1,1 @@
+"""pacim's regression benchmarks: speed ratios and result figures (run: python -m benchmarks)."""

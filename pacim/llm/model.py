@@ -1,0 +1,236 @@
+"""A numpy Llama decoder (float32, BLAS) with hooks around every linear layer.
+
+Conventions (llama.cpp GGUF): weights are (out, in); llama.cpp's converter permutes the rows of
+Q and K so that RoPE rotates *adjacent* pairs (2i, 2i+1). We therefore apply adjacent-pair RoPE to
+the GGUF weights as stored and never rotate-half (mixing the two raises SmolLM2's perplexity from
+~14 to ~105).
+
+Each layer has four quantization *sites* (one input tensor feeding one or more linears):
+
+========== ======================== =========================
+site       input                    linears (GGUF names)
+========== ======================== =========================
+attn_in    attention RMSNorm output attn_q, attn_k, attn_v
+attn_out   attention heads output   attn_output
+ffn_in     MLP RMSNorm output       ffn_gate, ffn_up
+ffn_act    silu(gate) * up          ffn_down
+========== ======================== =========================
+
+A :class:`Hooks` object sees every site input and output, every RMSNorm output and the residual
+stream at each block input, and may replace any of them; quantizers, INSERTQUANT and the CiM macro
+are all implemented as Hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pacim.errors import PacimError
+from pacim.llm.gguf_io import GGUFModel, LlamaConfig
+
+SITES: tuple[str, ...] = ("attn_in", "attn_out", "ffn_in", "ffn_act")
+SITE_LINEARS: dict[str, tuple[str, ...]] = {
+    "attn_in": ("attn_q", "attn_k", "attn_v"),
+    "attn_out": ("attn_output",),
+    "ffn_in": ("ffn_gate", "ffn_up"),
+    "ffn_act": ("ffn_down",),
+}
+LINEARS: tuple[str, ...] = tuple(n for s in SITES for n in SITE_LINEARS[s])
+
+
+@dataclass
+class Block:
+    """Weights of one decoder layer; ``fused[site]`` stacks the site's linears row-wise."""
+
+    attn_norm: np.ndarray
+    ffn_norm: np.ndarray
+    fused: dict[str, np.ndarray]
+    linears: dict[str, np.ndarray]  # views into fused, (out, in)
+
+
+class Hooks:
+    """Override points of the forward pass; the base class computes the plain float model."""
+
+    model: LlamaModel
+
+    def bind(self, model: LlamaModel) -> Hooks:
+        """Attach to a model (called by the model before each forward)."""
+        self.model = model
+        return self
+
+    def begin(self, tokens: np.ndarray) -> None:
+        """A forward pass over ``tokens`` starts."""
+
+    def end(self) -> None:
+        """The forward pass is done."""
+
+    def residual(self, layer: int, h: np.ndarray) -> np.ndarray:
+        """Residual stream entering ``layer`` (layer == n_layers: before the final norm)."""
+        return h
+
+    def norm(self, layer: int, which: str, x: np.ndarray) -> np.ndarray:
+        """RMSNorm output, which = "attn" or "ffn"."""
+        return x
+
+    def on_input(self, layer: int, site: str, x: np.ndarray) -> np.ndarray:
+        """A site's input activation, (rows, in)."""
+        return x
+
+    def matmul(self, layer: int, site: str, x: np.ndarray) -> np.ndarray:
+        """The site's linears on x: (rows, sum of outs), columns in SITE_LINEARS order."""
+        return x @ self.model.blocks[layer].fused[site].T
+
+    def on_output(self, layer: int, site: str, y: np.ndarray) -> np.ndarray:
+        """A site's output, (rows, sum of outs)."""
+        return y
+
+    def linear(self, layer: int, site: str, x: np.ndarray) -> np.ndarray:
+        """on_input -> matmul -> on_output."""
+        x = self.on_input(layer, site, x)
+        return self.on_output(layer, site, self.matmul(layer, site, x))
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """x / sqrt(mean(x^2) + eps) * w, row-wise, float32."""
+    ms = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
+    return (x * (1.0 / np.sqrt(ms + np.float32(eps)))) * w
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """x * sigmoid(x)."""
+    return x / (1.0 + np.exp(-x))
+
+
+class LlamaModel:
+    """Float32 numpy Llama forward over one token sequence."""
+
+    def __init__(self, gm: GGUFModel) -> None:
+        cfg = gm.config
+        t = gm.tensors
+        self.config: LlamaConfig = cfg
+        self.path = gm.path
+        self.embed = t["token_embd.weight"]
+        self.head = t.get("output.weight", self.embed)
+        self.out_norm = t["output_norm.weight"]
+        self.blocks: list[Block] = []
+        for i in range(cfg.n_layers):
+            fused: dict[str, np.ndarray] = {}
+            views: dict[str, np.ndarray] = {}
+            for site, names in SITE_LINEARS.items():
+                ws = [t[f"blk.{i}.{n}.weight"] for n in names]
+                f = np.ascontiguousarray(np.concatenate(ws, axis=0)) if len(ws) > 1 else ws[0]
+                fused[site] = f
+                r0 = 0
+                for n, w in zip(names, ws, strict=True):
+                    views[n] = f[r0 : r0 + w.shape[0]]
+                    r0 += w.shape[0]
+            for n in LINEARS:  # drop the unfused copies (keep views only)
+                t.pop(f"blk.{i}.{n}.weight", None)
+            self.blocks.append(
+                Block(t[f"blk.{i}.attn_norm.weight"], t[f"blk.{i}.ffn_norm.weight"], fused, views)
+            )
+        rd = cfg.rope_dim
+        inv = cfg.rope_theta ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)
+        if "rope_freqs.weight" in t:  # Llama 3.x long-context factors divide the frequencies
+            inv = inv / t["rope_freqs.weight"].astype(np.float64)[: rd // 2]
+        self.inv_freq = inv
+        self._rope_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    # ---- pieces -------------------------------------------------------------------------
+    def _rope_tables(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self._rope_cache
+        if c is None or c[0] < n:
+            ang = np.arange(max(n, 64), dtype=np.float64)[:, None] * self.inv_freq[None, :]
+            c = (max(n, 64), np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32))
+            self._rope_cache = c
+        return c[1][:n], c[2][:n]
+
+    def rope(self, x: np.ndarray) -> np.ndarray:
+        """Adjacent-pair rotary embedding of x (T, heads, head_dim), positions 0..T-1."""
+        t = x.shape[0]
+        rd = self.config.rope_dim
+        cos, sin = self._rope_tables(t)
+        cos, sin = cos[:, None, :], sin[:, None, :]
+        out = x.copy()
+        x0 = x[..., 0:rd:2]
+        x1 = x[..., 1:rd:2]
+        out[..., 0:rd:2] = x0 * cos - x1 * sin
+        out[..., 1:rd:2] = x0 * sin + x1 * cos
+        return out
+
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Causal grouped-query attention: q (T, H, D), k/v (T, Hkv, D) -> (T, H*D)."""
+        t, h, d = q.shape
+        hkv = k.shape[1]
+        g = h // hkv
+        qg = q.reshape(t, hkv, g, d).transpose(1, 2, 0, 3).reshape(hkv, g * t, d)
+        s = qg @ k.transpose(1, 2, 0)  # (hkv, g*t, t)
+        s = s.reshape(hkv, g, t, t) * np.float32(1.0 / np.sqrt(d))
+        s += self._causal_mask(t)
+        s -= s.max(axis=-1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        o = s.reshape(hkv, g * t, t) @ v.transpose(1, 0, 2)  # (hkv, g*t, d)
+        return o.reshape(hkv, g, t, d).transpose(2, 0, 1, 3).reshape(t, h * d)
+
+    def _causal_mask(self, t: int) -> np.ndarray:
+        m = getattr(self, "_mask", None)
+        if m is None or m.shape[0] < t:
+            m = np.triu(np.full((max(t, 64), max(t, 64)), -np.inf, dtype=np.float32), 1)
+            self._mask = m
+        return m[:t, :t]
+
+    # ---- forward ------------------------------------------------------------------------
+    def hidden(self, tokens: np.ndarray, hooks: Hooks | None = None) -> np.ndarray:
+        """Final-normed hidden states (T, d_model) of a token sequence."""
+        cfg = self.config
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if tokens.size == 0:
+            raise PacimError("empty token sequence")
+        if tokens.min() < 0 or tokens.max() >= self.embed.shape[0]:
+            raise PacimError("token id out of the model's vocabulary")
+        hk = (hooks or Hooks()).bind(self)
+        hk.begin(tokens)
+        t = tokens.size
+        hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+        h = self.embed[tokens]
+        for i, b in enumerate(self.blocks):
+            h = hk.residual(i, h)
+            a = hk.norm(i, "attn", rms_norm(h, b.attn_norm, cfg.rms_eps))
+            qkv = hk.linear(i, "attn_in", a)
+            q = self.rope(qkv[:, : nh * hd].reshape(t, nh, hd))
+            k = self.rope(qkv[:, nh * hd : (nh + nkv) * hd].reshape(t, nkv, hd))
+            v = qkv[:, (nh + nkv) * hd :].reshape(t, nkv, hd)
+            h = h + hk.linear(i, "attn_out", self.attention(q, k, v))
+            m = hk.norm(i, "ffn", rms_norm(h, b.ffn_norm, cfg.rms_eps))
+            gu = hk.linear(i, "ffn_in", m)
+            act = silu(gu[:, : cfg.d_ff]) * gu[:, cfg.d_ff :]
+            h = h + hk.linear(i, "ffn_act", act)
+        h = hk.residual(cfg.n_layers, h)
+        hk.end()
+        return rms_norm(h, self.out_norm, cfg.rms_eps)
+
+    def logits(self, tokens: np.ndarray, hooks: Hooks | None = None) -> np.ndarray:
+        """Next-token logits (T, vocab) for every position."""
+        return self.hidden(tokens, hooks) @ self.head.T
+
+    def nll(self, tokens: np.ndarray, hooks: Hooks | None = None) -> np.ndarray:
+        """Negative log-likelihood (nats) of tokens[1:] given their prefixes, shape (T-1,)."""
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        z = self.logits(tokens, hooks)[:-1]
+        zmax = z.max(axis=-1, keepdims=True)
+        lse = np.log(np.exp(z - zmax).sum(axis=-1, dtype=np.float64)) + zmax[:, 0]
+        return lse - z[np.arange(z.shape[0]), tokens[1:]]
+
+    def generate(self, tokens: np.ndarray, n: int, hooks: Hooks | None = None) -> np.ndarray:
+        """Greedy continuation: the n new token ids (full recompute per step; short prompts)."""
+        seq = list(np.asarray(tokens, dtype=np.int64).reshape(-1))
+        out: list[int] = []
+        for _ in range(n):
+            h = self.hidden(np.asarray(seq), hooks)[-1]
+            nxt = int(np.argmax(h @ self.head.T))
+            out.append(nxt)
+            seq.append(nxt)
+        return np.asarray(out, dtype=np.int64)
