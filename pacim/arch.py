@@ -1,0 +1,316 @@
+"""The chip description: pydantic models, YAML loading, and dotted overrides.
+
+Everything a simulation needs to know about the hardware lives here, validated at the border:
+unknown keys, wrong types and out-of-range values are rejected with the file, the key path and
+the reason. Energy numbers are data (with their source), never constants in code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, PacimError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Technology(_Strict):
+    """Process and operating point. Frequency follows the alpha-power law f ~ (V - Vth)^a / V."""
+
+    node_nm: float = Field(65, gt=0, description="process node in nm")
+    vdd: float = Field(1.0, gt=0, le=5, description="supply voltage in V (the operating point)")
+    vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage the energy table and freq refer to")
+    freq_mhz: float = Field(200.0, gt=0, description="clock at vdd_nom, in MHz")
+    vth: float = Field(0.4, ge=0, description="threshold voltage of the alpha-power law, V")
+    alpha: float = Field(1.3, ge=1, le=2.5, description="velocity-saturation index of the law")
+
+    @model_validator(mode="after")
+    def _above_threshold(self) -> Technology:
+        if self.vdd <= self.vth or self.vdd_nom <= self.vth:
+            raise ValueError(f"vdd ({self.vdd}) and vdd_nom ({self.vdd_nom}) must exceed "
+                             f"vth ({self.vth})")
+        return self
+
+    @property
+    def freq_hz(self) -> float:
+        """Clock at the operating vdd (alpha-power law relative to vdd_nom)."""
+        def g(v: float) -> float:
+            return (v - self.vth) ** self.alpha / v
+
+        return self.freq_mhz * 1e6 * g(self.vdd) / g(self.vdd_nom)
+
+    @property
+    def dynamic_scale(self) -> float:
+        """Dynamic-energy factor (vdd / vdd_nom)^2."""
+        return (self.vdd / self.vdd_nom) ** 2
+
+
+class Macro(_Strict):
+    """The CiM macro: banks of rows x cols bit-cells."""
+
+    kind: Literal["bit_serial", "bp_bs"] = Field(
+        "bit_serial",
+        description="bit_serial: one weight plane x one activation plane per cycle (PACiM D-CiM);"
+        " bp_bs: weight bits in parallel columns, activation bits serial (Jia et al.)",
+    )
+    banks: int = Field(16, ge=1, le=4096)
+    rows: int = Field(256, ge=1, le=65536, description="bit-cells per column = dot-product slice")
+    cols: int = Field(64, ge=1, le=65536, description="columns per bank")
+    wbit: int = Field(8, ge=1, le=16)
+    xbit: int = Field(8, ge=1, le=16)
+    cycles_per_step: int = Field(
+        1, ge=1, le=1024,
+        description="clock cycles per bit-serial step (1 for D-CiM; charge-domain BP/BS arrays "
+        "need several for settling and the ADC)",
+    )
+    adc_bits: int = Field(8, ge=1, le=16, description="bp_bs column ADC resolution")
+
+
+class Dynamic(_Strict):
+    """PACiM dynamic workload configuration thresholds on the speculation E."""
+
+    thresholds: tuple[float, float, float] = (7000.0, 10000.0, 13000.0)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Dynamic:
+        t = self.thresholds
+        if not t[0] <= t[1] <= t[2]:
+            raise ValueError(f"thresholds must be ascending t0 <= t1 <= t2, got {list(t)}")
+        return self
+
+
+class Pac(_Strict):
+    """Probabilistic approximate computation and its companions."""
+
+    enabled: bool = True
+    operand: int = Field(4, ge=1, le=16, description="MSB planes of each operand computed exactly")
+    approx: Literal["pac", "truncate", "expected"] = "pac"
+    dynamic: Dynamic | None = None
+    sparsity_encoder: bool = True
+    scope: Literal["vector", "bank"] = Field(
+        "vector", description="plane counts over the whole dot product, or per bank-row segment"
+    )
+    engine_ops_per_cycle: float = Field(
+        64, gt=0, description="PAC engine throughput: approximated pair terms per cycle"
+    )
+    encoder_bits_per_cycle: float = Field(
+        256, gt=0, description="sparsity encoder throughput: activation bits counted per cycle"
+    )
+    first_layer_exact: bool = Field(True, description="run the first conv exactly (PACiM)")
+
+
+MemoryName = Literal["main", "global_buffer", "bank_buffer"]
+
+
+class MemoryLevel(_Strict):
+    """One memory level: capacity, bus width, per-bit access energy (at vdd_nom)."""
+
+    size_kib: float = Field(gt=0)
+    bus_bits: int = Field(gt=0, le=1 << 20, description="bits per cycle across this level's bus")
+    read_pj_per_bit: float = Field(ge=0)
+    write_pj_per_bit: float = Field(ge=0)
+    scales_with_vdd: bool = Field(True, description="False for off-chip memory (own supply)")
+    source: str = ""
+
+
+class Memory(_Strict):
+    """The hierarchy: main memory -> global buffer -> per-bank input/output buffers."""
+
+    main: MemoryLevel
+    global_buffer: MemoryLevel
+    bank_buffer: MemoryLevel
+
+    def levels(self) -> dict[str, MemoryLevel]:
+        """Levels by name, outermost first."""
+        return {"main": self.main, "global_buffer": self.global_buffer,
+                "bank_buffer": self.bank_buffer}
+
+
+class EnergyEntry(_Strict):
+    """One energy-table value (pJ per event at vdd_nom, or mW for leakage) with its source."""
+
+    value: float = Field(ge=0)
+    source: str = ""
+    calibrated: bool = False
+
+
+class EnergyTable(_Strict):
+    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy.py for their use."""
+
+    and_gate: EnergyEntry | None = None  # D-CiM: one 1b x 1b AND in a bit-cell
+    full_adder: EnergyEntry | None = None  # one full-adder operation in the column adder tree
+    accumulator_bit: EnergyEntry | None = None  # shift-accumulate, per accumulated bit
+    bpbs_array: EnergyEntry | None = None  # BP/BS: array + drivers, per column conversion
+    bpbs_adc: EnergyEntry | None = None  # BP/BS: ADC, per column conversion
+    bpbs_datapath: EnergyEntry | None = None  # BP/BS: near-memory datapath, per conversion
+    pac_op: EnergyEntry | None = None  # PAC engine: count multiply + shift-add, per pair term
+    encoder_bit: EnergyEntry | None = None  # sparsity encoder, per activation bit counted
+    weight_write_bit: EnergyEntry | None = None  # writing one weight bit into the banks
+    psum_bit: EnergyEntry | None = None  # partial-sum / accumulator traffic, per bit
+    leakage_mw: EnergyEntry | None = None  # static power at vdd_nom, mW
+
+
+class Arch(_Strict):
+    """A whole chip."""
+
+    name: str = "unnamed"
+    description: str = ""
+    technology: Technology = Technology()
+    macro: Macro = Macro()
+    pac: Pac = Pac()
+    memory: Memory
+    energy: EnergyTable = EnergyTable()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Arch:
+        m, p = self.macro, self.pac
+        if p.enabled:
+            hi = max(m.xbit, m.wbit)
+            if p.operand > hi:
+                raise ValueError(f"pac.operand ({p.operand}) exceeds max(macro.xbit, macro.wbit)"
+                                 f" = {hi}")
+            if m.kind == "bp_bs":
+                raise ValueError("pac.enabled needs macro.kind bit_serial: a bp_bs array has no"
+                                 " bit-pair cycles to approximate")
+            if p.dynamic is not None and (m.xbit, m.wbit, p.operand) != (8, 8, 4):
+                raise ValueError("pac.dynamic is defined for xbit=8, wbit=8, operand=4 (PACiM);"
+                                 f" got xbit={m.xbit}, wbit={m.wbit}, operand={p.operand}")
+        if m.kind == "bp_bs" and m.wbit > m.cols:
+            raise ValueError(f"bp_bs needs wbit ({m.wbit}) <= macro.cols ({m.cols})")
+        return self
+
+    # --- what the macro computes -------------------------------------------------------
+    @property
+    def operand(self) -> int:
+        """Effective operand: pac.operand, or full precision when PAC is off."""
+        return self.pac.operand if self.pac.enabled else max(self.macro.xbit, self.macro.wbit)
+
+    @property
+    def dynamic_thresholds(self) -> tuple[float, float, float] | None:
+        """Dynamic thresholds when dynamic configuration is on."""
+        if self.pac.enabled and self.pac.dynamic is not None:
+            return self.pac.dynamic.thresholds
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON/YAML friendly)."""
+        return self.model_dump(mode="json")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Arch:
+        """A new Arch with dotted-key overrides applied and re-validated."""
+        return _validate(apply_overrides(self.to_dict(), overrides), origin="overrides")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML ('3' -> 3, 'null' -> None, '[1,2]' -> list)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """'a.b.c=value' -> ('a.b.c', parsed value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    key, _, val = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    return key, parse_value(val.strip())
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (copy); creating intermediate mappings as needed."""
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{origin}: {loc}: {msg}")
+    return "; ".join(lines)
+
+
+def _validate(data: Any, origin: str) -> Arch:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        return Arch.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, origin)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file, turning I/O and syntax problems into one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise PacimError(f"{p}: no such file")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None
+    except OSError as e:
+        raise PacimError(f"{p}: cannot read: {e.strerror}") from None
+
+
+ARCH_DIR = Path(__file__).resolve().parent.parent / "arch_configs"
+
+
+def resolve_arch_path(path: str | Path) -> Path:
+    """A path as given, or a shipped config's name (e.g. 'pacim_65nm')."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    for cand in (ARCH_DIR / f"{path}.yaml", ARCH_DIR / str(path)):
+        if cand.is_file():
+            return cand
+    return p
+
+
+def load_arch(
+    path: str | Path | Arch, overrides: Mapping[str, Any] | None = None, **kw: Any
+) -> Arch:
+    """Load and validate an architecture YAML, applying dotted overrides.
+
+    ``load_arch("arch_configs/pacim_65nm.yaml", {"pac.operand": 3})`` or, as keyword
+    arguments, ``load_arch(path, pac__operand=3)`` ("__" stands for ".").
+    """
+    ov: dict[str, Any] = dict(overrides or {})
+    ov.update({k.replace("__", "."): v for k, v in kw.items()})
+    if isinstance(path, Arch):
+        return path.with_overrides(ov) if ov else path
+    p = resolve_arch_path(path)
+    data = read_yaml(p)
+    if isinstance(data, dict) and ov:
+        data = apply_overrides(data, ov)
+    return _validate(data, origin=str(p) + (" (with overrides)" if ov else ""))

@@ -1,0 +1,143 @@
+"""The `pacim` command line: thin — parse, call the API, print. User errors exit 2, one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import PacimError
+
+EXIT_USAGE = 2
+
+
+class _Group(click.Group):
+    """A click group whose commands turn user errors into one line on stderr and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PacimError, ValueError, FileNotFoundError, IsADirectoryError,
+                PermissionError) as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def _overrides(items: tuple[str, ...]) -> dict[str, Any]:
+    from .arch import parse_assignment
+
+    return dict(parse_assignment(i) for i in items)
+
+
+SET_HELP = "Override an arch field, e.g. --set pac.operand=3 (repeatable)."
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pacim")
+def main() -> None:
+    """pacim: cycle-level compute-in-memory simulator.
+
+    \b
+    Examples:
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18
+      pacim simulate --arch arch_configs/dcim_65nm.yaml --workload resnet18 --no-data
+      pacim energy --arch arch_configs/jia_bpbs_65nm.yaml --set technology.vdd=0.85
+    """
+
+
+@main.command()
+@click.option("--arch", "arch_path", required=True, help="Architecture YAML (or shipped name).")
+@click.option("--workload", required=True,
+              help="Built-in name (resnet18, resnet18-cifar, llm-layer, smollm2-135m) or a "
+                   "workload YAML / ONNX file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write per-layer CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a PNG: per-layer energy breakdown and a total pie.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="Write every scheduler event as CSV.")
+@click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the built-in workloads.")
+@click.option("--tokens", type=int, default=None, help="Token count of LLM workloads.")
+@click.option("--quiet", "-q", is_flag=True, help="Print the summary only, no per-layer table.")
+def simulate(arch_path: str, workload: str, sets: tuple[str, ...], json_path: str | None,
+             csv_path: str | None, plot_path: str | None, trace_path: str | None,
+             no_data: bool, seed: int, tokens: int | None, quiet: bool) -> None:
+    """Simulate a workload on a CiM chip: per-layer table and summary.
+
+    \b
+    Examples:
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18-cifar \\
+          --set pac.operand=3 --json out.json --csv layers.csv --plot energy.png
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload workloads/tiny_cnn.yaml
+    """
+    from .arch import load_arch
+    from .progress import Progress
+    from .report import check_writable
+    from .simulate import simulate as run
+
+    arch = load_arch(arch_path, _overrides(sets))
+    for p in (json_path, csv_path, plot_path, trace_path):
+        check_writable(p)
+    opts: dict[str, Any] = {}
+    if tokens is not None:
+        opts["tokens"] = tokens
+    prog = Progress("simulate")
+    try:
+        report = run(arch, workload, data=not no_data, seed=seed, progress=prog,
+                     trace_path=trace_path, **opts)
+    finally:
+        prog.close()
+    if quiet:
+        from .report import summary_text
+
+        click.echo(summary_text(report.to_dict()))
+    else:
+        click.echo(report.table())
+    if json_path:
+        report.to_json(json_path)
+    if csv_path:
+        report.to_csv(csv_path)
+    if plot_path:
+        from .plots import plot_report
+
+        plot_report(report.to_dict(), plot_path)
+
+
+@main.command()
+@click.option("--arch", "arch_path", required=True, help="Architecture YAML (or shipped name).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def energy(arch_path: str, sets: tuple[str, ...]) -> None:
+    """Print the energy table at the operating point, with each value's source.
+
+    \b
+    Examples:
+      pacim energy --arch arch_configs/pacim_65nm.yaml
+      pacim energy --arch arch_configs/jia_bpbs_65nm.yaml --set technology.vdd=0.85
+    """
+    from .arch import load_arch
+    from .energy import energy_command_text
+
+    click.echo(energy_command_text(load_arch(arch_path, _overrides(sets))))
+
+
+def _register_optional() -> None:
+    """Attach command groups that live in their own modules."""
+    from .llm.cli import llm_group
+
+    main.add_command(llm_group, "llm")
+
+
+_register_optional()
+
+
+def run() -> None:  # pragma: no cover - console entry convenience
+    """Entry point that never shows a traceback for user errors."""
+    main(prog_name=Path(sys.argv[0]).name or "pacim")

@@ -1,0 +1,246 @@
+"""The main pipeline: per layer quantize -> macro -> stats; scheduler -> counts; energy -> report.
+
+Each stage is a plain function from immutable inputs to an immutable result, so a sweep is just
+a loop over `simulate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arch import Arch, load_arch
+from .errors import PacimError
+from .functional import MacroStats, conv2d, linear
+from .report import REPORT_VERSION, Report
+from .workloads.ir import Layer, Workload
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class LayerAccuracy:
+    """Error of the macro's output against the exact integer macro on the same tensors."""
+
+    sq_err: float  # sum of squared errors
+    sq_ref: float  # sum of squared exact outputs
+    count: int
+
+    @property
+    def rmse(self) -> float:
+        """Root-mean-square output error."""
+        return math.sqrt(self.sq_err / self.count) if self.count else 0.0
+
+    @property
+    def sqnr_db(self) -> float:
+        """10 log10(signal / error); inf when the error is zero."""
+        if self.sq_err == 0:
+            return math.inf
+        return 10.0 * math.log10(self.sq_ref / self.sq_err)
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-friendly dict."""
+        return {"output_rmse_vs_exact": self.rmse, "sqnr_db": self.sqnr_db}
+
+
+def layer_is_exact(arch: Arch, layer: Layer, first_mapped: bool) -> bool:
+    """Exact when PAC is off, for the first layer if pac.first_layer_exact, or if flagged.
+
+    For the first mapped layer the arch decides (pac.first_layer_exact); other layers run exact
+    only when the workload flags them.
+    """
+    if not arch.pac.enabled:
+        return True
+    if first_mapped:
+        return arch.pac.first_layer_exact
+    return layer.exact
+
+
+def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerAccuracy]:
+    """Run one layer's real tensors through the macro, and through the exact macro for error."""
+    m = arch.macro
+    full = max(m.xbit, m.wbit)
+    operand = full if exact else arch.operand
+    kw: dict[str, Any] = dict(xbit=m.xbit, wbit=m.wbit, approx=arch.pac.approx)
+    if layer.kind == "conv2d":
+        dyn = None if exact else arch.dynamic_thresholds
+
+        def op(o: int, d: Any) -> Any:
+            return conv2d(layer.x, layer.weight, layer.bias, stride=layer.stride,
+                          padding=layer.padding, operand=o, dynamic=d, return_stats=True, **kw)
+    elif layer.kind == "linear":
+        dyn = None
+
+        def op(o: int, d: Any) -> Any:
+            return linear(layer.x, layer.weight, layer.bias, operand=o, return_stats=True, **kw)
+    else:  # pragma: no cover - matmul layers are never run on the macro
+        raise PacimError(f"layer {layer.name}: {layer.kind} is not mapped to the macro")
+    y, stats = op(operand, dyn)
+    if exact:
+        ref = y
+    else:
+        ref, _ = op(full, None)
+    err = y - ref
+    acc = LayerAccuracy(float(np.sum(err * err)), float(np.sum(ref * ref)), int(err.size))
+    return stats, acc
+
+
+def _stats_fields(stats: MacroStats | None) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    return {
+        "digital_cycles_mean": stats.digital_cycles_mean,
+        "cycle_hist": {str(k): v for k, v in sorted(stats.cycle_hist.items())},
+        "pac_pairs": stats.pac_pairs,
+        "x_density": list(stats.x_density),
+        "w_density": list(stats.w_density),
+    }
+
+
+def simulate(
+    arch: Arch | str | Path,
+    workload: Workload | str | Path,
+    data: bool = True,
+    *,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    trace_path: str | Path | None = None,
+    **workload_options: Any,
+) -> Report:
+    """Simulate a workload on a chip; returns a Report.
+
+    arch: an Arch or a YAML path; workload: a Workload or a name/path for `load_workload`.
+    data=False simulates shapes only, with documented default statistics (fast, for sweeps).
+    """
+    from . import energy as energy_mod
+    from .sched import schedule, summarize
+    from .workloads import load_workload
+
+    if not isinstance(arch, Arch):
+        arch = load_arch(arch)
+    if not isinstance(workload, Workload):
+        workload = load_workload(str(workload), data=data, seed=seed, **workload_options)
+    elif workload_options:
+        raise PacimError("workload options need a workload name, not a built Workload")
+    if data and not workload.has_data:
+        raise PacimError(f"workload {workload.name} carries no data; build it with data=True "
+                         "or simulate with data=False")
+
+    mapped = [la for la in workload.layers if la.mapped]
+    stats: dict[str, MacroStats] = {}
+    accs: dict[str, LayerAccuracy] = {}
+    exact_flags: dict[str, bool] = {}
+    for i, layer in enumerate(mapped):
+        exact_flags[layer.name] = layer_is_exact(arch, layer, i == 0)
+    total = len(mapped) + 1
+    for i, layer in enumerate(mapped):
+        if progress is not None:
+            progress(i, total, layer.name)
+        if data:
+            stats[layer.name], accs[layer.name] = run_layer(arch, layer, exact_flags[layer.name])
+    if progress is not None:
+        progress(len(mapped), total, "scheduler")
+    # the scheduler sees which layers run exact through the layers' own flags
+    sched_wl = Workload(workload.name, tuple(
+        replace(la, exact=exact_flags[la.name]) if la.mapped else la for la in workload.layers
+    ), workload.meta)
+    counts = schedule(arch, sched_wl, stats if data else None, trace_path=trace_path)
+    counts_by_name = {c.name: c for c in counts}
+    sched_summary = summarize(counts)
+
+    layers_out: list[dict[str, Any]] = []
+    for layer in workload.layers:
+        d = layer.shape_dict()
+        if layer.mapped:
+            d["exact"] = exact_flags[layer.name]
+            d.update(_stats_fields(stats.get(layer.name)))
+            d["accuracy"] = accs[layer.name].to_dict() if layer.name in accs else None
+            c = counts_by_name.get(layer.name)
+            if c is not None:
+                d.update(layer_schedule_fields(c))
+                e = energy_mod.layer_energy(arch, c)
+                d["energy_pj"] = sum(e.values())
+                d["energy_breakdown_pj"] = e
+        layers_out.append(d)
+
+    mean_cycles = _mean_digital_cycles(arch, mapped, counts_by_name, exact_flags)
+    summary: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "arch": arch.name,
+        "workload": workload.name,
+        "data": bool(data),
+        "macs": workload.macs,
+        "mapped_macs": workload.mapped_macs,
+        "unmapped_macs": workload.macs - workload.mapped_macs,
+        "ops": 2 * workload.mapped_macs,
+        "digital_cycles_mean": mean_cycles,
+        "bit_serial_cycles": sched_summary["bit_serial_cycles"],
+        "accuracy": _overall_accuracy(accs) if data else None,
+    }
+    for key in ("cycles", "latency_s", "memory", "stall_cycles", "weight_reloads", "events"):
+        if key in sched_summary:
+            summary[key] = sched_summary[key]
+    summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles))
+    summary["arch_config"] = arch.to_dict()
+    summary["workload_meta"] = {k: v for k, v in workload.meta.items()
+                                if isinstance(v, (str, int, float, bool, type(None)))}
+    if progress is not None:
+        progress(total, total, "done")
+    return Report(summary=summary, layers=layers_out)
+
+
+def layer_schedule_fields(c: Any) -> dict[str, Any]:
+    """Report fields of one layer's scheduler counts."""
+    stalls = dict(c.stall_cycles)
+    stalls["total"] = sum(c.stall_cycles.values())
+    base = c.bit_serial_cycles_baseline
+    return {
+        "cycles": c.cycles,
+        "compute_cycles": c.compute_cycles,
+        "stall_cycles": stalls,
+        "bank_utilization": c.bank_utilization,
+        "passes": c.passes,
+        "weight_reloads": c.weight_reloads,
+        "bit_serial_cycles": {
+            "baseline": base,
+            "actual": c.bit_serial_cycles,
+            "reduction": 1.0 - c.bit_serial_cycles / base if base else 0.0,
+        },
+        "memory": {
+            "reads_bits": c.total_reads_bits,
+            "writes_bits": c.total_writes_bits,
+            "by_level": {lv: {"reads": c.reads_bits[lv], "writes": c.writes_bits[lv]}
+                         for lv in c.reads_bits},
+        },
+    }
+
+
+def _mean_digital_cycles(
+    arch: Arch, mapped: list[Layer], counts: dict[str, Any], exact: dict[str, bool]
+) -> float:
+    """Digital bit-serial cycles per vector-tile, averaged over the PAC (non-exact) layers."""
+    num = den = 0
+    for la in mapped:
+        c = counts.get(la.name)
+        if c is None or exact[la.name] or not c.vector_tiles:
+            continue
+        num += c.bit_serial_cycles
+        den += c.vector_tiles
+    if den == 0:  # nothing approximated: every vector-tile takes all bit-pair cycles
+        return float(arch.macro.xbit * arch.macro.wbit)
+    return num / den
+
+
+def _overall_accuracy(accs: dict[str, LayerAccuracy]) -> dict[str, float]:
+    """Pooled over all outputs of all mapped layers."""
+    tot = LayerAccuracy(
+        sum(a.sq_err for a in accs.values()),
+        sum(a.sq_ref for a in accs.values()),
+        sum(a.count for a in accs.values()),
+    )
+    return tot.to_dict()
