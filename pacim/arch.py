@@ -27,7 +27,7 @@ class Technology(_Strict):
 
     node_nm: float = Field(65, gt=0, description="process node in nm")
     vdd: float = Field(1.0, gt=0, le=5, description="supply voltage in V (the operating point)")
-    vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage the energy table and freq refer to")
+    vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage of the energy table and freq")
     freq_mhz: float = Field(200.0, gt=0, description="clock at vdd_nom, in MHz")
     vth: float = Field(0.4, ge=0, description="threshold voltage of the alpha-power law, V")
     alpha: float = Field(1.3, ge=1, le=2.5, description="velocity-saturation index of the law")

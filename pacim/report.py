@@ -166,14 +166,16 @@ def format_table(d: dict[str, Any]) -> str:
 def summary_text(d: dict[str, Any]) -> str:
     """The summary block of a report dict."""
     bsc = d.get("bit_serial_cycles") or {}
+    red = bsc.get("reduction")
     acc = d.get("accuracy") or {}
     out = [
         f"arch {d.get('arch')}  workload {d.get('workload')}  "
         f"({'data' if d.get('data') else 'no data: shapes + default statistics'})",
         f"MACs {_fmt(d.get('macs'))} (mapped {_fmt(d.get('mapped_macs'))})  "
         f"ops {_fmt(d.get('ops'))}",
-        f"bit-serial cycles: baseline {_fmt(bsc.get('baseline'))}  actual {_fmt(bsc.get('actual'))}"
-        f"  reduction {_fmt(100 * bsc['reduction'] if bsc.get('reduction') is not None else None)}%",
+        f"bit-serial cycles: baseline {_fmt(bsc.get('baseline'))}  "
+        f"actual {_fmt(bsc.get('actual'))}"
+        f"  reduction {_fmt(None if red is None else 100 * red)}%",
         f"accuracy vs exact: output RMSE {_fmt(acc.get('output_rmse_vs_exact'))}  "
         f"SQNR {_fmt(acc.get('sqnr_db'))} dB",
     ]
