@@ -113,6 +113,44 @@ def _stats(
     )
 
 
+@dataclass(frozen=True)
+class ConvOperands:
+    """A conv layer as the macro sees it: quantized tensors, unfolded codes and window counts."""
+
+    qx: QTensor
+    qw: QTensor
+    cols: np.ndarray  # (B*Ho*Wo, N) activation codes per window, padding = pad code
+    w_codes: np.ndarray  # (K, N) weight codes
+    x_counts: np.ndarray  # (B*Ho*Wo, xbit) plane counts per window (box sums)
+    n: int
+
+
+def conv_operands(
+    x: np.ndarray, w: np.ndarray, xbit: int, wbit: int, stride: int, padding: int
+) -> ConvOperands:
+    """Quantize x and w per tensor, pad with the pad code, unfold (im2col) and count planes."""
+    k_, c_, kh, kw = w.shape
+    _, _, h, wd = x.shape
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    qx = quantize(x, xbit, name="x")
+    qw = quantize(w, wbit, name="w")
+    xp = qx.q
+    if padding:
+        xp = np.pad(xp, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+                    constant_values=qx.pad_code)
+    xp = np.ascontiguousarray(xp)
+    n = c_ * kh * kw
+    return ConvOperands(
+        qx=qx,
+        qw=qw,
+        cols=kernels.im2col(xp, kh, kw, stride, ho, wo),
+        w_codes=np.ascontiguousarray(qw.q.reshape(k_, n)),
+        x_counts=kernels.box_plane_counts(xp, xbit, kh, kw, stride, ho, wo),
+        n=n,
+    )
+
+
 def conv2d(
     x: np.ndarray,
     w: np.ndarray,
@@ -147,21 +185,12 @@ def conv2d(
     if ho < 1 or wo < 1:
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
     bias = _check_bias(bias, k_)
-    qx = quantize(x, xbit, name="x")
-    qw = quantize(w, wbit, name="w")
-    xp = qx.q
-    if padding:
-        xp = np.pad(xp, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
-                    constant_values=qx.pad_code)
-    xp = np.ascontiguousarray(xp)
-    n = c_ * kh * kw
-    cols = kernels.im2col(xp, kh, kw, stride, ho, wo)
-    sx = kernels.box_plane_counts(xp, xbit, kh, kw, stride, ho, wo)
-    qw2 = np.ascontiguousarray(qw.q.reshape(k_, n))
+    ops = conv_operands(x, w, xbit, wbit, stride, padding)
     res = macro_mac(
-        cols, qw2, xbit=xbit, wbit=wbit, operand=operand, approx=approx, dynamic=dynamic,
-        x_counts=sx,
+        ops.cols, ops.w_codes, xbit=xbit, wbit=wbit, operand=operand, approx=approx,
+        dynamic=dynamic, x_counts=ops.x_counts,
     )
+    qx, qw, n = ops.qx, ops.qw, ops.n
     y = _dequantize(res, qx, qw, n, bias)
     y = np.ascontiguousarray(y.reshape(b_, ho, wo, k_).transpose(0, 3, 1, 2))
     if return_stats:
