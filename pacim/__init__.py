@@ -37,8 +37,8 @@ def load_workload(name_or_path: str, **options: Any) -> Any:
 
 
 def simulate(arch: Any, workload: Any, data: bool = True, **kw: Any) -> Any:
-    """Simulate a workload on an architecture; returns a Report (see pacim.simulate)."""
-    from .simulate import simulate as _simulate
+    """Simulate a workload on an architecture; returns a Report (see pacim.pipeline.simulate)."""
+    from .pipeline import simulate as _simulate
 
     return _simulate(arch, workload, data, **kw)
 

@@ -63,7 +63,8 @@ def main() -> None:
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="Write every scheduler event as CSV.")
 @click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the built-in workloads.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the built-in workloads (default: the workload file's, else 0).")
 @click.option("--tokens", type=int, default=None, help="Token count of LLM workloads.")
 @click.option("--quiet", "-q", is_flag=True, help="Print the summary only, no per-layer table.")
 def simulate(arch_path: str, workload: str, sets: tuple[str, ...], json_path: str | None,
@@ -79,9 +80,9 @@ def simulate(arch_path: str, workload: str, sets: tuple[str, ...], json_path: st
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload workloads/tiny_cnn.yaml
     """
     from .arch import load_arch
+    from .pipeline import simulate as run
     from .progress import Progress
     from .report import check_writable
-    from .simulate import simulate as run
 
     arch = load_arch(arch_path, _overrides(sets))
     for p in (json_path, csv_path, plot_path, trace_path):

@@ -19,23 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .functional import conv_operands
 from .macro.core import _approx_term, digital_set, macro_mac, pair_weights
-from .quant import quantize
+from .pipeline import layer_operands
 from .workloads.ir import Layer, Workload
 
 APPROXES = ("pac", "truncate", "expected")
-
-
-def _layer_operands(layer: Layer, xbit: int, wbit: int) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray | None]:
-    """(activation codes (P, N), weight codes (K, N), x plane counts or None)."""
-    if layer.kind == "conv2d":
-        ops = conv_operands(layer.x, layer.weight, xbit, wbit, layer.stride, layer.padding)
-        return ops.cols, ops.w_codes, ops.x_counts
-    qx = quantize(layer.x, xbit, name=f"{layer.name}.x")
-    qw = quantize(layer.weight, wbit, name=f"{layer.name}.w")
-    return qx.q, qw.q, None
 
 
 def hypergeometric_std(sx: np.ndarray, sw: np.ndarray, n: int, nd: np.ndarray) -> float:
@@ -50,13 +38,11 @@ def hypergeometric_std(sx: np.ndarray, sw: np.ndarray, n: int, nd: np.ndarray) -
 def study_layer(layer: Layer, operands: Sequence[int], xbit: int = 8, wbit: int = 8
                 ) -> dict[str, Any]:
     """Error figures of one layer for every operand and approximation method."""
-    qx, qw, sx_box = _layer_operands(layer, xbit, wbit)
-    n = qx.shape[1]
+    ops = layer_operands(layer, xbit, wbit)
+    qx, qw, sx, sw, n = ops.cols, ops.w_codes, ops.x_counts, ops.w_counts, ops.n
     full = max(xbit, wbit)
-    exact_res = macro_mac(qx, qw, xbit=xbit, wbit=wbit, operand=full, approx="truncate",
-                          x_counts=sx_box)
-    exact = exact_res.mac
-    sx, sw = exact_res.x_counts, exact_res.w_counts
+    exact = macro_mac(qx, qw, xbit=xbit, wbit=wbit, operand=full, approx="truncate",
+                      x_counts=sx, w_counts=sw).mac
     ref_sq = float(np.sum(exact * exact))
     out: dict[str, Any] = {"name": layer.name, "kind": layer.kind, "n": n,
                            "outputs": int(exact.size), "operands": {}}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .macro import kernels
-from .macro.core import MacResult, macro_mac
+from .macro.core import MacResult, counts_of, macro_mac
 from .quant import QTensor, check_bits, check_finite, plane_densities, quantize
 
 
@@ -114,20 +114,55 @@ def _stats(
 
 
 @dataclass(frozen=True)
-class ConvOperands:
-    """A conv layer as the macro sees it: quantized tensors, unfolded codes and window counts."""
+class MacroOperands:
+    """A layer as the macro sees it: quantized tensors, code matrices and plane counts.
+
+    Built once per layer and reusable for several macro configurations (e.g. PAC and exact).
+    """
 
     qx: QTensor
     qw: QTensor
-    cols: np.ndarray  # (B*Ho*Wo, N) activation codes per window, padding = pad code
+    cols: np.ndarray  # (P, N) activation codes per input vector (conv: per window, padded)
     w_codes: np.ndarray  # (K, N) weight codes
-    x_counts: np.ndarray  # (B*Ho*Wo, xbit) plane counts per window (box sums)
+    x_counts: np.ndarray  # (P, xbit) plane counts per input vector
+    w_counts: np.ndarray  # (K, wbit) plane counts per weight column
     n: int
+
+    def run(
+        self,
+        bias: np.ndarray | None = None,
+        *,
+        operand: int = 4,
+        approx: str = "pac",
+        dynamic: tuple[float, float, float] | None = None,
+    ) -> tuple[np.ndarray, MacroStats]:
+        """(y (P, K) float64, stats) through the macro with this configuration."""
+        res = macro_mac(
+            self.cols, self.w_codes, xbit=self.qx.bits, wbit=self.qw.bits, operand=operand,
+            approx=approx, dynamic=dynamic, x_counts=self.x_counts, w_counts=self.w_counts,
+        )
+        y = _dequantize(res, self.qx, self.qw, self.n, bias)
+        return y, _stats(res, self.qx, self.qw, self.n, operand, approx)
+
+
+ConvOperands = MacroOperands  # conv layers use the same container
+
+
+def linear_operands(qx: QTensor, qw: QTensor) -> MacroOperands:
+    """Operands of a linear layer from quantized (B, N) activations and (K, N) weights."""
+    if qx.q.ndim != 2 or qw.q.ndim != 2:
+        raise ValueError(f"qx and qw must be 2-D, got {qx.q.shape} and {qw.q.shape}")
+    if qx.q.shape[1] != qw.q.shape[1]:
+        raise ValueError(f"x has {qx.q.shape[1]} features but w expects {qw.q.shape[1]}")
+    xq = np.ascontiguousarray(qx.q)
+    wq = np.ascontiguousarray(qw.q)
+    return MacroOperands(qx=qx, qw=qw, cols=xq, w_codes=wq, x_counts=counts_of(xq, qx.bits),
+                         w_counts=counts_of(wq, qw.bits), n=xq.shape[1])
 
 
 def conv_operands(
     x: np.ndarray, w: np.ndarray, xbit: int, wbit: int, stride: int, padding: int
-) -> ConvOperands:
+) -> MacroOperands:
     """Quantize x and w per tensor, pad with the pad code, unfold (im2col) and count planes."""
     k_, c_, kh, kw = w.shape
     _, _, h, wd = x.shape
@@ -141,12 +176,14 @@ def conv_operands(
                     constant_values=qx.pad_code)
     xp = np.ascontiguousarray(xp)
     n = c_ * kh * kw
-    return ConvOperands(
+    w_codes = np.ascontiguousarray(qw.q.reshape(k_, n))
+    return MacroOperands(
         qx=qx,
         qw=qw,
         cols=kernels.im2col(xp, kh, kw, stride, ho, wo),
-        w_codes=np.ascontiguousarray(qw.q.reshape(k_, n)),
+        w_codes=w_codes,
         x_counts=kernels.box_plane_counts(xp, xbit, kh, kw, stride, ho, wo),
+        w_counts=counts_of(w_codes, wbit),
         n=n,
     )
 
@@ -186,16 +223,9 @@ def conv2d(
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
     bias = _check_bias(bias, k_)
     ops = conv_operands(x, w, xbit, wbit, stride, padding)
-    res = macro_mac(
-        ops.cols, ops.w_codes, xbit=xbit, wbit=wbit, operand=operand, approx=approx,
-        dynamic=dynamic, x_counts=ops.x_counts,
-    )
-    qx, qw, n = ops.qx, ops.qw, ops.n
-    y = _dequantize(res, qx, qw, n, bias)
+    y, stats = ops.run(bias, operand=operand, approx=approx, dynamic=dynamic)
     y = np.ascontiguousarray(y.reshape(b_, ho, wo, k_).transpose(0, 3, 1, 2))
-    if return_stats:
-        return y, _stats(res, qx, qw, n, operand, approx)
-    return y
+    return (y, stats) if return_stats else y
 
 
 def linear_quantized(
@@ -211,17 +241,9 @@ def linear_quantized(
 
     qx.q: (B, N) codes, qw.q: (K, N) codes. Use this with static (calibrated) activation scales.
     """
-    if qx.q.ndim != 2 or qw.q.ndim != 2:
-        raise ValueError(f"qx and qw must be 2-D, got {qx.q.shape} and {qw.q.shape}")
-    if qx.q.shape[1] != qw.q.shape[1]:
-        raise ValueError(f"x has {qx.q.shape[1]} features but w expects {qw.q.shape[1]}")
-    bias = _check_bias(bias, qw.q.shape[0])
-    n = qx.q.shape[1]
-    res = macro_mac(qx.q, qw.q, xbit=qx.bits, wbit=qw.bits, operand=operand, approx=approx)
-    y = _dequantize(res, qx, qw, n, bias)
-    if return_stats:
-        return y, _stats(res, qx, qw, n, operand, approx)
-    return y
+    ops = linear_operands(qx, qw)
+    y, stats = ops.run(_check_bias(bias, qw.q.shape[0]), operand=operand, approx=approx)
+    return (y, stats) if return_stats else y
 
 
 def linear(

@@ -123,4 +123,6 @@ def plane_counts(q: np.ndarray, bits: int, axis: int = -1) -> np.ndarray:
 def plane_densities(q: np.ndarray, bits: int) -> np.ndarray:
     """Fraction of ones in each bit-plane over the whole tensor, shape (bits,)."""
     flat = np.asarray(q).reshape(-1)
-    return plane_counts(flat, bits, axis=0) / flat.size
+    hist = np.bincount(flat, minlength=1 << bits).astype(np.float64)  # one pass over the data
+    ones = (np.arange(hist.size)[:, None] >> np.arange(bits)[None, :]) & 1
+    return (hist @ ones) / flat.size

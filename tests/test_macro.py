@@ -247,3 +247,26 @@ def test_linear_rejects_bad_input():
         linear(np.ones(5), np.ones((3, 5)))
     with pytest.raises(ValueError, match="qx"):
         pac_mac(np.full((2, 3), 300, dtype=np.uint16), np.ones((2, 3), dtype=np.uint8))
+
+
+def test_pac_products_per_output():
+    """The PAC engine's count products per output equal the rank of the factored PAC sum."""
+    from pacim.macro.core import pac_products, pac_products_by_cycles
+
+    assert pac_products_by_cycles(8, 8, 4) == {16: 2, 15: 3, 13: 4, 10: 5}
+    assert pac_products(digital_set(8, 8, 8)) == 0  # exact: nothing approximated
+    assert pac_products(digital_set(8, 8, 1)) == 2
+    # the factored sum with that many products reproduces the pair-by-pair PAC term
+    rng = np.random.default_rng(4)
+    sx, sw, n = rng.integers(0, 100, 8), rng.integers(0, 100, 8), 100
+    d = digital_set(8, 8, 4)
+    nd = ~d
+    pairwise = sum(2.0 ** (i + j) * sw[i] * sx[j] / n
+                   for i in range(8) for j in range(8) if nd[i, j])
+    groups = {}
+    for i in range(8):
+        if nd[i].any():
+            groups.setdefault(tuple(nd[i]), []).append(i)
+    factored = sum(sum(2.0**i * sw[i] for i in g) * sum(2.0**j * sx[j] for j in range(8) if p[j])
+                   for p, g in groups.items()) / n
+    assert len(groups) == 2 and factored == pytest.approx(pairwise)

@@ -97,6 +97,29 @@ def dynamic_digital_sets(xbit: int, wbit: int, operand: int) -> list[np.ndarray]
     return sets
 
 
+def pac_products(digital: np.ndarray) -> int:
+    """PAC-engine count products per output for a (wbit, xbit) digital set.
+
+    sum_{(i,j) not in D} 2^(i+j) S_w,i S_x,j = sum_i 2^i S_w,i A_i with A_i = sum of 2^j S_x,j
+    over the activation planes j approximated with weight plane i. A_i depends only on the input
+    vector, and weight planes with the same set of j share it; the per-column constants
+    sum 2^i S_w,i over such a group are fixed at weight-load time. So each output needs one
+    count product per distinct non-empty row pattern of the approximated pairs: 2 at static
+    operand 4 (8b/8b), 3 / 4 / 5 at the dynamic levels with 15 / 13 / 10 digital cycles.
+    """
+    nd = ~np.asarray(digital, dtype=bool)
+    return len({tuple(r) for r in nd if r.any()})
+
+
+def pac_products_by_cycles(xbit: int, wbit: int, operand: int) -> dict[int, int]:
+    """Digital cycles -> PAC-engine products per output, for the static set and (8b/8b,
+    operand 4) the dynamic levels."""
+    sets = [digital_set(xbit, wbit, operand)]
+    if (xbit, wbit, operand) == (8, 8, 4):
+        sets = dynamic_digital_sets(xbit, wbit, operand)
+    return {int(d.sum()): pac_products(d) for d in sets}
+
+
 def pair_weights(xbit: int, wbit: int) -> np.ndarray:
     """2^(i+j) as float64 (wbit, xbit)."""
     return np.ldexp(1.0, np.arange(wbit)[:, None] + np.arange(xbit)[None, :])
@@ -228,14 +251,14 @@ def macro_mac(
     cycles = np.full(qx.shape[0], n_digital, dtype=np.int16)
     if dynamic is not None:
         levels = dynamic_levels(speculation(sx, n), dynamic)
-        for lv, d_lv in enumerate(dynamic_digital_sets(xbit, wbit, operand)):
-            moved = d & ~d_lv
+        sets = dynamic_digital_sets(xbit, wbit, operand)
+        moved = [d & ~d_lv for d_lv in sets]
+        for lv, d_lv in enumerate(sets):
             rows = np.flatnonzero(levels == lv)
-            if rows.size == 0 or not moved.any():
-                continue
-            mac[rows] -= _pairs_exact(qx, qw, rows, moved, xbit, wbit)
-            mac[rows] += _approx_term(approx, moved, sx[rows], sw, n, xbit, wbit)
-            cycles[rows] = int(d_lv.sum())
+            if rows.size and moved[lv].any():
+                mac[rows] += _approx_term(approx, moved[lv], sx[rows], sw, n, xbit, wbit)
+                cycles[rows] = int(d_lv.sum())
+        mac -= _moved_exact(qx, qw, levels, moved, xbit)
     vals, cnts = np.unique(cycles, return_counts=True)
     return MacResult(
         mac=mac,
@@ -246,31 +269,36 @@ def macro_mac(
     )
 
 
-def _pairs_exact(
-    qx: np.ndarray, qw: np.ndarray, rows: np.ndarray, pairs: np.ndarray, xbit: int, wbit: int
+def _moved_exact(
+    qx: np.ndarray, qw: np.ndarray, levels: np.ndarray, moved: list[np.ndarray], xbit: int
 ) -> np.ndarray:
-    """Exact sum over `pairs` of 2^(i+j) * sum_n w_i,n x_j,n for the selected rows: one GEMM.
+    """Exact sum over each row's moved pairs of 2^(i+j) * sum_n w_i,n x_j,n, as (P, K).
 
-    Weight planes that take part are stacked along N; each stacked activation block mixes the
-    activation planes it pairs with, weighted by 2^(i+j - e0) (e0 = smallest exponent).
+    One GEMM per weight plane i that any level moves: its rows are those whose level moves a
+    pair (i, j); each row mixes the activation planes j it pairs with (a per-level LUT).
     """
+    out = np.zeros((qx.shape[0], qw.shape[0]), dtype=np.float64)
     n = qx.shape[1]
-    wplanes = np.flatnonzero(pairs.any(axis=1))
-    e0 = int(min(i + j for i, j in zip(*np.nonzero(pairs), strict=True)))
-    coef = (pair_weights(xbit, wbit)[wplanes] * pairs[wplanes]) / 2.0**e0  # (G, xbit)
-    bound = coef.sum() * n
-    dt = np.float32 if bound < _F32_EXACT else np.float64
-    ws = np.concatenate([((qw >> i) & 1).astype(dt) for i in wplanes], axis=1)  # (K, G*N)
-    out = np.empty((rows.size, qw.shape[0]), dtype=np.float64)
-    step = max(1, _ROW_BLOCK_ELEMS // (n * len(wplanes)))
     bits_v = (np.arange(1 << xbit)[:, None] >> np.arange(xbit)[None, :]) & 1  # (2^xbit, xbit)
-    lut = np.ascontiguousarray((coef @ bits_v.T).astype(dt))  # (G, 2^xbit)
-    buf = np.empty((min(step, rows.size), n * len(wplanes)), dtype=dt)
-    for r0 in range(0, rows.size, step):
-        r1 = min(r0 + step, rows.size)
-        xs = kernels.combine_planes(qx, rows[r0:r1], lut, buf[: r1 - r0])
-        out[r0:r1] = xs @ ws.T
-    return out * 2.0**e0
+    for i in np.flatnonzero(np.any([m.any(axis=1) for m in moved], axis=0)):
+        uses = [lv for lv, m in enumerate(moved) if m[i].any()]
+        rows = np.flatnonzero(np.isin(levels, uses))
+        if rows.size == 0:
+            continue
+        coef = np.stack([np.ldexp(1.0, i + np.arange(xbit)) * m[i] for m in moved])  # (L, xbit)
+        e0 = int(np.log2(coef[coef > 0].min()))
+        coef /= 2.0**e0
+        dt = np.float32 if coef.sum(axis=1).max() * n < _F32_EXACT else np.float64
+        lut = np.ascontiguousarray((coef @ bits_v.T).astype(dt))  # (L, 2^xbit)
+        w_i = ((qw >> i) & 1).astype(dt)
+        step = max(1, _ROW_BLOCK_ELEMS // n)
+        buf = np.empty((min(step, rows.size), n), dtype=dt)
+        lvl = levels.astype(np.int64)
+        for r0 in range(0, rows.size, step):
+            sel = rows[r0 : r0 + step]
+            xs = kernels.gather_lut(qx, sel, lvl[sel], lut, buf[: sel.size])
+            out[sel] += (xs @ w_i.T) * 2.0**e0
+    return out
 
 
 # --- Lower-level integer entry points (uint code matrices) -------------------------------

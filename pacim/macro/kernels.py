@@ -93,19 +93,16 @@ def shifted_float(q, shift, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def combine_planes(q, rows, lut, out):  # pragma: no cover - compiled
-    """Weighted bit-plane mix of selected rows, stacked per weight plane for one GEMM.
+def gather_lut(q, rows, lvl, lut, out):  # pragma: no cover - compiled
+    """out[r, n] = lut[lvl[r], q[rows[r], n]]: a per-row weighted mix of activation bit-planes.
 
-    out[r, g*N + n] = lut[g, q[rows[r], n]], where lut[g, v] = sum_j coef[g, j] * bit_j(v).
-    With the weight bit-planes stacked the same way, (out @ W_stack.T) sums coef-weighted
-    exact pair products.
+    lut[l, v] = sum_j coef[l, j] * bit_j(v) for the pairs one weight plane takes part in at
+    dynamic level l, so (out @ W_plane.T) sums those exact pair products for every row.
     """
     n_ = q.shape[1]
-    g_ = lut.shape[0]
     for r in range(rows.shape[0]):
         src = rows[r]
-        for g in range(g_):
-            base = g * n_
-            for n in range(n_):
-                out[r, base + n] = lut[g, q[src, n]]
+        t = lvl[r]
+        for n in range(n_):
+            out[r, n] = lut[t, q[src, n]]
     return out

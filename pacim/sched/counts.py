@@ -43,6 +43,14 @@ class LayerCounts:
     reads_bits: dict[str, dict[str, int]] = field(default_factory=empty_traffic)
     writes_bits: dict[str, dict[str, int]] = field(default_factory=empty_traffic)
     events: int = 0  # scheduler events processed
+    # added by the scheduler (defaults keep older constructors working)
+    exact: bool = False  # all xbit x wbit pairs ran in the banks
+    row_tiles: int = 0  # tiles along the dot product (N / rows)
+    col_tiles: int = 0  # tiles along the output channels
+    input_home: str = ""  # memory level the input feature map was read from
+    output_home: str = ""  # memory level the outputs were written to
+    digital_cycles_mean: float = 0.0  # bit-serial cycles per vector-tile, mean
+    busy_cycles: dict[str, int] = field(default_factory=dict)  # banks (summed), buses, engines
 
     @property
     def total_reads_bits(self) -> int:

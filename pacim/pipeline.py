@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import numpy as np
 
 from .arch import Arch, load_arch
 from .errors import PacimError
-from .functional import MacroStats, conv2d, linear
+from .functional import MacroOperands, MacroStats, conv_operands, linear_operands
+from .quant import quantize
 from .report import REPORT_VERSION, Report
 from .workloads.ir import Layer, Workload
 
@@ -48,46 +49,30 @@ class LayerAccuracy:
         return {"output_rmse_vs_exact": self.rmse, "sqnr_db": self.sqnr_db}
 
 
-def layer_is_exact(arch: Arch, layer: Layer, first_mapped: bool) -> bool:
-    """Exact when PAC is off, for the first layer if pac.first_layer_exact, or if flagged.
-
-    For the first mapped layer the arch decides (pac.first_layer_exact); other layers run exact
-    only when the workload flags them.
-    """
-    if not arch.pac.enabled:
-        return True
-    if first_mapped:
-        return arch.pac.first_layer_exact
-    return layer.exact
-
-
 def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerAccuracy]:
     """Run one layer's real tensors through the macro, and through the exact macro for error."""
     m = arch.macro
     full = max(m.xbit, m.wbit)
-    operand = full if exact else arch.operand
-    kw: dict[str, Any] = dict(xbit=m.xbit, wbit=m.wbit, approx=arch.pac.approx)
-    if layer.kind == "conv2d":
-        dyn = None if exact else arch.dynamic_thresholds
-
-        def op(o: int, d: Any) -> Any:
-            return conv2d(layer.x, layer.weight, layer.bias, stride=layer.stride,
-                          padding=layer.padding, operand=o, dynamic=d, return_stats=True, **kw)
-    elif layer.kind == "linear":
-        dyn = None
-
-        def op(o: int, d: Any) -> Any:
-            return linear(layer.x, layer.weight, layer.bias, operand=o, return_stats=True, **kw)
-    else:  # pragma: no cover - matmul layers are never run on the macro
-        raise PacimError(f"layer {layer.name}: {layer.kind} is not mapped to the macro")
-    y, stats = op(operand, dyn)
-    if exact:
-        ref = y
-    else:
-        ref, _ = op(full, None)
+    ops = layer_operands(layer, m.xbit, m.wbit)
+    bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
+    dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
+    y, stats = ops.run(bias, operand=full if exact else arch.operand, approx=arch.pac.approx,
+                       dynamic=dyn)
+    ref = y if exact else ops.run(bias, operand=full, approx="truncate")[0]
     err = y - ref
     acc = LayerAccuracy(float(np.sum(err * err)), float(np.sum(ref * ref)), int(err.size))
     return stats, acc
+
+
+def layer_operands(layer: Layer, xbit: int, wbit: int) -> MacroOperands:
+    """Quantized operands of a layer carrying data (conv2d or linear)."""
+    if layer.kind == "conv2d":
+        return conv_operands(np.asarray(layer.x), np.asarray(layer.weight), xbit, wbit,
+                             layer.stride, layer.padding)
+    if layer.kind == "linear":
+        return linear_operands(quantize(layer.x, xbit, name=f"{layer.name}.x"),
+                               quantize(layer.weight, wbit, name=f"{layer.name}.w"))
+    raise PacimError(f"layer {layer.name}: {layer.kind} is not mapped to the macro")
 
 
 def _stats_fields(stats: MacroStats | None) -> dict[str, Any]:
@@ -107,7 +92,7 @@ def simulate(
     workload: Workload | str | Path,
     data: bool = True,
     *,
-    seed: int = 0,
+    seed: int | None = None,
     progress: ProgressFn | None = None,
     trace_path: str | Path | None = None,
     **workload_options: Any,
@@ -118,7 +103,7 @@ def simulate(
     data=False simulates shapes only, with documented default statistics (fast, for sweeps).
     """
     from . import energy as energy_mod
-    from .sched import schedule, summarize
+    from .sched import layer_is_exact, schedule, summarize
     from .workloads import load_workload
 
     if not isinstance(arch, Arch):
@@ -136,7 +121,7 @@ def simulate(
     accs: dict[str, LayerAccuracy] = {}
     exact_flags: dict[str, bool] = {}
     for i, layer in enumerate(mapped):
-        exact_flags[layer.name] = layer_is_exact(arch, layer, i == 0)
+        exact_flags[layer.name] = layer_is_exact(arch, layer, first=i == 0)
     total = len(mapped) + 1
     for i, layer in enumerate(mapped):
         if progress is not None:
@@ -145,11 +130,7 @@ def simulate(
             stats[layer.name], accs[layer.name] = run_layer(arch, layer, exact_flags[layer.name])
     if progress is not None:
         progress(len(mapped), total, "scheduler")
-    # the scheduler sees which layers run exact through the layers' own flags
-    sched_wl = Workload(workload.name, tuple(
-        replace(la, exact=exact_flags[la.name]) if la.mapped else la for la in workload.layers
-    ), workload.meta)
-    counts = schedule(arch, sched_wl, stats if data else None, trace_path=trace_path)
+    counts = schedule(arch, workload, stats if data else None, trace_path=trace_path)
     counts_by_name = {c.name: c for c in counts}
     sched_summary = summarize(counts)
 

@@ -1,0 +1,99 @@
+"""Issue 4: scheduler speed on ResNet-18 and the PACiM vs D-CiM cycle and memory figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.common import BenchResult, Check, best_of
+from pacim.arch import load_arch
+from pacim.sched import schedule, summarize
+from pacim.workloads.ir import Workload, conv_layer, linear_layer
+
+
+def resnet18(first_exact: bool = True) -> Workload:
+    """The built-in resnet18 (shapes only), or the same shapes from the IR if it is absent."""
+    try:
+        from pacim.workloads.resnet import build_resnet18
+
+        return build_resnet18("resnet18", data=False, seed=0, first_layer_exact=first_exact)
+    except ImportError:
+        pass
+    layers = [conv_layer("conv1", (1, 3, 224, 224), 64, 7, 2, 3, exact=first_exact)]
+    h, cin = 56, 64
+    for si, (ch, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
+        for bi in range(2):
+            s = stride if bi == 0 else 1
+            c1 = conv_layer(f"layer{si}.{bi}.conv1", (1, cin, h, h), ch, 3, s, 1)
+            ho = c1.out_hw[0]  # type: ignore[index]
+            layers += [c1, conv_layer(f"layer{si}.{bi}.conv2", (1, ch, ho, ho), ch, 3, 1, 1)]
+            if s != 1 or cin != ch:
+                layers.append(conv_layer(f"layer{si}.{bi}.downsample", (1, cin, h, h), ch, 1, s))
+            cin, h = ch, ho
+    layers.append(linear_layer("fc", 1, 512, 1000))
+    return Workload("resnet18", tuple(layers))
+
+
+def _mem(s: dict[str, Any], level: str | None = None) -> int:
+    m = s["memory"]
+    if level is None:
+        return m["reads_bits"] + m["writes_bits"]
+    lv = m["by_level"][level]
+    return lv["reads_bits"] + lv["writes_bits"]
+
+
+def run(quick: bool = False) -> BenchResult:
+    """Time the whole resnet18 schedule (pacim, dcim, 2x workload) and report the reductions."""
+    wl = resnet18()
+    wl2 = Workload("resnet18x2", wl.layers + wl.layers)
+    pacim, dcim = load_arch("pacim_65nm"), load_arch("dcim_65nm")
+    static = load_arch("pacim_65nm", {"pac.dynamic": None})
+    static_all = load_arch("pacim_65nm", {"pac.dynamic": None, "pac.first_layer_exact": False})
+    fast_pac = load_arch("pacim_65nm", {"pac.engine_ops_per_cycle": 4096})
+    schedule(pacim, wl)  # warm imports / numpy paths
+    t = best_of(
+        {
+            "pacim": lambda: schedule(pacim, wl),
+            "dcim": lambda: schedule(dcim, wl),
+            "pacim_x2": lambda: schedule(pacim, wl2),
+        },
+        repeat=3 if quick else 7,
+    )
+    s_p, s_d = summarize(schedule(pacim, wl)), summarize(schedule(dcim, wl))
+    s_s = summarize(schedule(static, wl))
+    s_sa = summarize(schedule(static_all, resnet18(first_exact=False)))
+    s_f = summarize(schedule(fast_pac, wl))
+    ev = s_p["events"]
+    res = BenchResult("sched_resnet18")
+    res.figures = {
+        "layers": s_p["layers"],
+        "events_pacim": ev,
+        "events_dcim": s_d["events"],
+        "schedule_s_pacim": t["pacim"],
+        "schedule_s_dcim": t["dcim"],
+        "us_per_event": t["pacim"] / ev * 1e6,
+        "x2_over_x1": t["pacim_x2"] / t["pacim"],
+        "cycles_pacim": s_p["cycles"],
+        "cycles_dcim": s_d["cycles"],
+        "cycles_pacim_engine4096": s_f["cycles"],
+        "cycle_reduction": 1 - s_p["cycles"] / s_d["cycles"],
+        "bit_serial_reduction_static": s_s["bit_serial_cycles"]["reduction"],
+        "bit_serial_reduction_static_all_pac": s_sa["bit_serial_cycles"]["reduction"],
+        "bit_serial_reduction_dynamic_nodata": s_p["bit_serial_cycles"]["reduction"],
+        "memory_access_reduction": 1 - _mem(s_p) / _mem(s_d),
+        "main_memory_reduction": 1 - _mem(s_p, "main") / _mem(s_d, "main"),
+        "global_buffer_reduction": 1 - _mem(s_p, "global_buffer") / _mem(s_d, "global_buffer"),
+        "bank_buffer_reduction": 1 - _mem(s_p, "bank_buffer") / _mem(s_d, "bank_buffer"),
+        "stalls_pacim": s_p["stall_cycles"],
+        "stalls_dcim": s_d["stall_cycles"],
+    }
+    res.checks = [
+        Check("resnet18 schedule s (warm)", t["pacim"], "<=", 1.0),
+        Check("2x workload / 1x time", t["pacim_x2"] / t["pacim"], "<=", 2.6),
+        Check("bit-serial reduction, static, all PAC layers",
+              s_sa["bit_serial_cycles"]["reduction"], ">=", 0.7499),
+        Check("dynamic reduction - static reduction",
+              s_p["bit_serial_cycles"]["reduction"] - s_s["bit_serial_cycles"]["reduction"],
+              ">=", 0.0),
+        Check("memory-access reduction", 1 - _mem(s_p) / _mem(s_d), ">=", 0.3),
+    ]
+    return res

@@ -1,0 +1,85 @@
+"""Digital bit-serial cycles per input vector: from the functional stats, or --no-data defaults.
+
+The scheduler never touches tensors: with data it reads the dynamic-level histogram the
+functional macro measured (MacroStats.cycle_hist); without, it uses DEFAULT_NO_DATA.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+
+from ..arch import Arch
+from ..functional import MacroStats
+from ..workloads.ir import Layer
+
+# --no-data defaults. The dynamic-level mix (digital cycles -> fraction of output positions) was
+# measured on the built-in `resnet18` workload with data (pacim.workloads.resnet.build_resnet18,
+# 224x224, batch 1, seed 0: He-normal weights, batch norm folded, a real forward pass) by running
+# pacim.functional.conv2d(..., dynamic=(7000, 10000, 13000), return_stats=True) on each of the 19
+# non-first convs, weighted by MACs: mean 13.04 digital cycles (output-weighted 13.30; per layer
+# 11.7 .. 15.5). Applied to conv layers under pac.dynamic; the thresholds are not re-scaled.
+DEFAULT_NO_DATA: dict[str, object] = {
+    "dynamic_mix": {16: 0.1906, 15: 0.1956, 13: 0.3051, 10: 0.3087},
+    "dynamic_mix_source": "built-in resnet18 with data (224x224, seed 0), pacim_65nm thresholds "
+                          "(7000, 10000, 13000), MAC-weighted over convs 2..20",
+}
+
+
+def _counts_from_fractions(frac: dict[int, float], total: int) -> dict[int, int]:
+    """Largest-remainder split of `total` vectors by fractions (exact integer total)."""
+    keys = sorted(frac)
+    s = sum(frac[c] for c in keys)
+    raw = [frac[c] / s * total for c in keys]
+    base = [int(r) for r in raw]
+    left = total - sum(base)
+    order = sorted(range(len(keys)), key=lambda i: (base[i] - raw[i], -keys[i]))
+    for i in order[:left]:
+        base[i] += 1
+    return {c: b for c, b in zip(keys, base, strict=True) if b}
+
+
+def spread(counts: dict[int, int]) -> np.ndarray:
+    """Per-vector values with the given multiplicities, interleaved deterministically.
+
+    A stride permutation (golden-ratio step, coprime to V) spreads each level across the layer
+    so every event batch sees about the layer's mix; the multiset is exact.
+    """
+    vals = np.repeat(np.array(sorted(counts), dtype=np.int64),
+                     [counts[c] for c in sorted(counts)])
+    v = vals.size
+    if v <= 2:
+        return vals
+    step = max(1, int(v * 0.6180339887))
+    while gcd(step, v) != 1:
+        step += 1
+    return vals[(np.arange(v, dtype=np.int64) * step) % v]
+
+
+def digital_cycles(
+    arch: Arch, layer: Layer, stats: MacroStats | None, exact: bool
+) -> np.ndarray:
+    """Bit-serial cycles of each input vector (same for all its output channels).
+
+    bit_serial: xbit*wbit when exact; the stats' histogram under PAC (scaled to the layer's
+    vectors); without stats |D(operand)| (16 at operand 4), or DEFAULT_NO_DATA's mix for conv
+    layers under dynamic configuration. bp_bs: xbit activation steps.
+    """
+    m, v = arch.macro, layer.vectors
+    if m.kind == "bp_bs":
+        return np.full(v, m.xbit, dtype=np.int64)
+    if exact or not arch.pac.enabled:
+        return np.full(v, m.xbit * m.wbit, dtype=np.int64)
+    static = min(arch.pac.operand, m.xbit) * min(arch.pac.operand, m.wbit)
+    if stats is not None and stats.cycle_hist:
+        per = stats.outputs // max(1, stats.positions)  # outputs per vector (K)
+        if stats.positions == v and per and all(n % per == 0 for n in stats.cycle_hist.values()):
+            return spread({int(c): n // per for c, n in stats.cycle_hist.items() if n})
+        frac = {int(c): float(n) for c, n in stats.cycle_hist.items() if n}
+        return spread(_counts_from_fractions(frac, v))
+    if arch.pac.dynamic is not None and layer.kind == "conv2d":
+        mix = DEFAULT_NO_DATA["dynamic_mix"]
+        assert isinstance(mix, dict)
+        return spread(_counts_from_fractions(mix, v))
+    return np.full(v, static, dtype=np.int64)
