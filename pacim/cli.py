@@ -13,8 +13,28 @@ from .errors import PacimError
 EXIT_USAGE = 2
 
 
+# commands living in their own modules, imported only when used or listed
+LAZY_COMMANDS = {
+    "llm": "pacim.llm.cli:llm_group",
+    "sweep": "pacim.sweep_cli:sweep_command",
+    "plot": "pacim.sweep_cli:plot_command",
+    "accuracy": "pacim.accuracy:accuracy_command",
+}
+
+
 class _Group(click.Group):
     """A click group whose commands turn user errors into one line on stderr and exit 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            mod, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(mod), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -172,16 +192,6 @@ def error_study_cmd(workloads: tuple[str, ...], operands: str, tokens: int, seed
     click.echo(format_study(res))
     if json_path:
         write_text(json_path, json.dumps(_clean(res), indent=2) + "\n")
-
-
-def _register_optional() -> None:
-    """Attach command groups that live in their own modules."""
-    from .llm.cli import llm_group
-
-    main.add_command(llm_group, "llm")
-
-
-_register_optional()
 
 
 def run() -> None:  # pragma: no cover - console entry convenience

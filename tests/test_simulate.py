@@ -1,0 +1,141 @@
+"""The simulate pipeline, its report, and the `pacim simulate` command end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import pacim
+from pacim.cli import main
+from pacim.pipeline import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP_KEYS = {"arch", "workload", "macs", "ops", "bit_serial_cycles", "accuracy", "layers",
+            "cycles", "latency_s", "throughput_tops", "energy_pj", "tops_per_w",
+            "peak_tops_per_w", "peak_throughput_tops", "peak_tops_per_w_1b",
+            "peak_throughput_tops_1b", "memory", "energy_breakdown_pj"}
+LAYER_KEYS = {"name", "kind", "macs", "mapped", "exact", "accuracy", "bit_serial_cycles",
+              "cycles", "memory", "energy_pj", "energy_breakdown_pj", "digital_cycles_mean"}
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    return pacim.load_workload("resnet18-cifar", seed=0)
+
+
+def test_report_keys_and_consistency(cifar):
+    rep = simulate(pacim.load_arch("pacim_65nm"), cifar).to_dict()
+    assert TOP_KEYS <= set(rep)
+    assert rep["macs"] == 555_422_720 and rep["ops"] == 2 * rep["mapped_macs"]
+    for la in rep["layers"]:
+        assert LAYER_KEYS <= set(la), la["name"]
+    assert {"baseline", "actual", "reduction"} <= set(rep["bit_serial_cycles"])
+    assert {"reads_bits", "writes_bits", "by_level"} <= set(rep["memory"])
+    assert sum(la["cycles"] for la in rep["layers"]) == rep["cycles"]
+    assert sum(rep["energy_breakdown_pj"].values()) == pytest.approx(rep["energy_pj"])
+    assert sum(la["energy_pj"] for la in rep["layers"]) == pytest.approx(rep["energy_pj"])
+    assert rep["tops_per_w"] == pytest.approx(rep["ops"] / rep["energy_pj"])
+    assert rep["latency_s"] == pytest.approx(
+        rep["cycles"] / pacim.load_arch("pacim_65nm").technology.freq_hz)
+    json.dumps(rep)  # strictly JSON-serialisable
+
+
+def test_pac_error_nonzero_exact_error_zero(cifar):
+    pac = simulate(pacim.load_arch("pacim_65nm"), cifar).to_dict()
+    exact = simulate(pacim.load_arch("dcim_65nm"), cifar).to_dict()
+    assert pac["accuracy"]["output_rmse_vs_exact"] > 0
+    assert math.isfinite(pac["accuracy"]["sqnr_db"])
+    assert exact["accuracy"]["output_rmse_vs_exact"] == 0.0
+    assert exact["accuracy"]["sqnr_db"] is None  # infinite SQNR is reported as null in JSON
+    first = pac["layers"][0]
+    assert first["exact"] and first["accuracy"]["output_rmse_vs_exact"] == 0.0
+    assert all(la["accuracy"]["output_rmse_vs_exact"] > 0 for la in pac["layers"][1:])
+    # fewer bit-serial cycles with PAC; the D-CiM baseline has none removed
+    assert pac["bit_serial_cycles"]["reduction"] > 0.6
+    assert exact["bit_serial_cycles"]["reduction"] == 0.0
+    assert pac["tops_per_w"] > exact["tops_per_w"]
+
+
+def test_operand_override_trades_error_for_cycles(cifar):
+    reps = {op: simulate(pacim.load_arch("pacim_65nm", {"pac.operand": op, "pac.dynamic": None}),
+                         cifar).to_dict() for op in (3, 5)}
+    assert reps[5]["accuracy"]["sqnr_db"] > reps[3]["accuracy"]["sqnr_db"]
+    assert reps[5]["bit_serial_cycles"]["actual"] > reps[3]["bit_serial_cycles"]["actual"]
+
+
+def test_no_data_mode_is_shapes_only():
+    rep = simulate(pacim.load_arch("pacim_65nm"), "resnet18", data=False).to_dict()
+    assert rep["accuracy"] is None and rep["data"] is False
+    assert rep["macs"] == 1_814_073_344
+    assert all(la["accuracy"] is None for la in rep["layers"])
+    assert rep["cycles"] > 0 and rep["energy_pj"] > 0
+
+
+def test_workload_without_data_but_data_requested():
+    wl = pacim.load_workload("resnet18-cifar", data=False)
+    with pytest.raises(pacim.PacimError, match="no data"):
+        simulate(pacim.load_arch("pacim_65nm"), wl, data=True)
+
+
+def test_cli_simulate_outputs(tmp_path):
+    r = CliRunner().invoke(main, [
+        "simulate", "--arch", str(ROOT / "arch_configs/pacim_65nm.yaml"),
+        "--workload", "resnet18-cifar", "--set", "pac.operand=4",
+        "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "l.csv"),
+        "--plot", str(tmp_path / "p.png"), "--trace", str(tmp_path / "t.csv")])
+    assert r.exit_code == 0, r.output
+    assert "layer1.0.conv1" in r.output and "TOPS/W" in r.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert TOP_KEYS <= set(rep)
+    rows = list(csv.DictReader((tmp_path / "l.csv").open()))
+    assert len(rows) == len(rep["layers"]) and "energy_pj" in rows[0]
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    trace = list(csv.reader((tmp_path / "t.csv").open()))
+    assert trace[0][:3] == ["start", "end", "resource"] and len(trace) > 100
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--arch", "nope.yaml", "--workload", "resnet18"], "no such file"),
+    (["--arch", "{bad}", "--workload", "resnet18"], "no such file"),
+    (["--arch", "pacim_65nm", "--workload", "resnet99"], "unknown workload"),
+    (["--arch", "pacim_65nm", "--workload", "resnet18", "--set", "pac.operand=12"],
+     "pac.operand"),
+    (["--arch", "pacim_65nm", "--workload", "resnet18", "--set", "pac.colour=red"],
+     "unknown key"),
+    (["--arch", "pacim_65nm", "--workload", "resnet18", "--no-data", "--json",
+      "/nonexistent/dir/r.json"], "cannot write"),
+])
+def test_cli_errors_exit_2_one_line(args, msg):
+    r = CliRunner().invoke(main, ["simulate", *args])
+    assert r.exit_code == 2, r.output
+    assert msg in r.output.lower()
+    assert "Traceback" not in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
+
+
+def test_cli_bad_yaml_file(tmp_path):
+    bad = tmp_path / "chip.yaml"
+    bad.write_text("technology: {vdd: [\n")
+    r = CliRunner().invoke(main, ["simulate", "--arch", str(bad), "--workload", "resnet18"])
+    assert r.exit_code == 2 and "invalid YAML" in r.output
+
+
+def test_help_texts():
+    for cmd in ([], ["simulate"], ["energy"], ["error-study"]):
+        r = CliRunner().invoke(main, [*cmd, "--help"])
+        assert r.exit_code == 0 and "Example" in r.output
+
+
+def test_console_script_no_traceback(tmp_path):
+    """The installed entry point: exit 2 and no traceback for a missing arch file."""
+    r = subprocess.run([sys.executable, "-m", "pacim", "simulate", "--arch", "missing.yaml",
+                        "--workload", "resnet18"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "no such file" in r.stderr
