@@ -7,7 +7,9 @@ from typing import Any
 from benchmarks.common import BenchResult, Check, best_of
 from pacim.arch import load_arch
 from pacim.sched import schedule, summarize
+from pacim.workloads import load_workload
 from pacim.workloads.ir import Workload, conv_layer, linear_layer
+from pacim.workloads.resnet import resnet18_forward
 
 
 def resnet18(first_exact: bool = True) -> Workload:
@@ -50,8 +52,11 @@ def run(quick: bool = False) -> BenchResult:
     static_all = load_arch("pacim_65nm", {"pac.dynamic": None, "pac.first_layer_exact": False})
     fast_pac = load_arch("pacim_65nm", {"pac.engine_ops_per_cycle": 4096})
     schedule(pacim, wl)  # warm imports / numpy paths
+    data_wl = load_workload("resnet18")
+    x = data_wl.layers[0].x
     t = best_of(
         {
+            "numpy_forward": lambda: resnet18_forward(data_wl, x),
             "pacim": lambda: schedule(pacim, wl),
             "dcim": lambda: schedule(dcim, wl),
             "pacim_x2": lambda: schedule(pacim, wl2),
@@ -71,6 +76,8 @@ def run(quick: bool = False) -> BenchResult:
         "schedule_s_pacim": t["pacim"],
         "schedule_s_dcim": t["dcim"],
         "us_per_event": t["pacim"] / ev * 1e6,
+        "numpy_forward_s": t["numpy_forward"],
+        "schedule_over_forward": t["pacim"] / t["numpy_forward"],
         "x2_over_x1": t["pacim_x2"] / t["pacim"],
         "cycles_pacim": s_p["cycles"],
         "cycles_dcim": s_d["cycles"],
@@ -87,7 +94,9 @@ def run(quick: bool = False) -> BenchResult:
         "stalls_dcim": s_d["stall_cycles"],
     }
     res.checks = [
-        Check("resnet18 schedule s (warm)", t["pacim"], "<=", 1.0),
+        # target <= 1 s warm; as a ratio to the numpy forward of resnet18 (0.21 s on a quiet
+        # machine here) measured in the same run: 1 s / 0.21 s = 4.8
+        Check("resnet18 schedule / numpy forward", t["pacim"] / t["numpy_forward"], "<=", 4.8),
         Check("2x workload / 1x time", t["pacim_x2"] / t["pacim"], "<=", 2.6),
         Check("bit-serial reduction, static, all PAC layers",
               s_sa["bit_serial_cycles"]["reduction"], ">=", 0.7499),
