@@ -44,7 +44,7 @@ def simulate(arch: Any, workload: Any, data: bool = True, **kw: Any) -> Any:
 
 
 def sweep(arch: Any, grid: Any, workloads: Any, **kw: Any) -> Any:
-    """Run a parameter sweep; returns one flat record per point (see pacim.sweep)."""
-    from .sweep import sweep as _sweep
+    """Run a parameter sweep; returns one flat record per point (see pacim.sweeps.sweep)."""
+    from .sweeps import sweep as _sweep
 
     return _sweep(arch, grid, workloads, **kw)

@@ -365,3 +365,15 @@ def test_schedule_events_scale_linearly():
     arch = load_arch("pacim_65nm")
     ev = [sum(c.events for c in schedule(arch, Workload("w", (la,) * n))) for n in (1, 2, 3)]
     assert ev[2] - ev[1] == ev[1] - ev[0] > 0
+
+
+def test_shapes_only_schedule_cache_is_exact_and_keyed():
+    wl = Workload("w", (_conv(), _conv()))
+    a = load_arch("pacim_65nm")
+    fresh = schedule(a, wl, cache=False)
+    first = schedule(a, wl)
+    again = schedule(a.with_overrides({"technology.vdd": 0.9}), wl)  # same schedule, reused
+    assert [c.to_dict() for c in fresh] == [c.to_dict() for c in first]
+    assert again[0] is first[0]
+    other = schedule(a.with_overrides({"macro.banks": 2}), wl)  # the macro changed: recomputed
+    assert other[0] is not first[0]

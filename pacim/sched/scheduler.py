@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import gc
+import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -271,6 +273,9 @@ def _schedule_layer(
         if in_home == "main":
             d_mf, d_lb, mf_bits = pr["d_mf"], pr["d_lb"], pr["mf_bits"]
         tile_lbl = [f"r{t.row}c{t.col}" for t in ps.tiles]
+        bank_group = tuple(banks[i] for i in range(nt))
+        bank_lbl = "bank0" if nt == 1 else f"bank0-{nt - 1}"
+        tiles_lbl = "+".join(tile_lbl)
         plbl = f"p{ps.index}"
 
         w_bits = ps.weight_bits + ps.wcount_bits  # main -> banks / count store, own path
@@ -289,10 +294,12 @@ def _schedule_layer(
                          ("global_buffer", plbl, ps.index, st_l[j], nv_l[j], gf_bits[j]))
             prev_c = c_hist[-1][0] if c_hist[-1] else None  # banks keep batch order
             deps = (gf, wb_hist[-2], w, prev_c) if j == 0 else (gf, wb_hist[-2], prev_c)
-            cs = [eng.add("compute", (banks[i],), d_c[j], deps,
-                          (f"bank{i}", tile_lbl[i], ps.index, st_l[j], nv_l[j], 0))
-                  for i in range(nt)]
-            comp0.append(cs[0])
+            # the pass's tiles sit on banks 0..nt-1 with identical deps and durations, so they
+            # run in lockstep: one event holding all of them is exact and nt times cheaper
+            c_all = eng.add("compute", bank_group, d_c[j], deps,
+                            (bank_lbl, tiles_lbl, ps.index, st_l[j], nv_l[j], 0))
+            cs = [c_all]
+            comp0.append(c_all)
             pt = None
             if use_p:
                 pt = eng.add("pac", (r_pac,), d_p[j], (gf, p_prev),
@@ -393,15 +400,27 @@ def schedule(
     *,
     trace_path: str | Path | None = None,
     batch: int = DEFAULT_BATCH,
+    cache: bool = True,
 ) -> list[LayerCounts]:
     """Schedule every mapped layer in order (matmul layers are skipped: not on the macro).
 
     Layers run one after another; the first mapped layer reads the network input from main
     memory and, if it is a conv, is exact when pac.first_layer_exact. `trace_path` writes every
-    event as CSV.
+    event as CSV. `cache` reuses an identical shapes-only schedule (same macro/pac/memory
+    sections and layers) computed earlier in this process.
     """
     layers = [la for la in workload.layers if la.mapped]
     stats = stats or {}
+    # Shapes-only schedules are pure functions of the chip's macro/pac/memory sections and the
+    # layer shapes (not of technology or energy values): a sweep over VDD or the energy table
+    # reuses them. Schedules driven by measured stats are not cached.
+    key = None
+    if cache and not stats and trace_path is None:
+        key = (_schedule_key(arch), tuple(_layer_key(la) for la in layers), batch)
+        hit = _SCHEDULE_CACHE.get(key)
+        if hit is not None:
+            _SCHEDULE_CACHE.move_to_end(key)
+            return list(hit)
     trace: list | None = [] if trace_path is not None else None
     exact = [layer_is_exact(arch, la, first=(i == 0)) for i, la in enumerate(layers)]
     out = []
@@ -417,7 +436,28 @@ def schedule(
         ))
     if trace_path is not None and trace is not None:
         write_trace(trace_path, trace, offsets=[c.cycles for c in out])
+    if key is not None:
+        _SCHEDULE_CACHE[key] = tuple(out)
+        while len(_SCHEDULE_CACHE) > _SCHEDULE_CACHE_SIZE:
+            _SCHEDULE_CACHE.popitem(last=False)
     return out
+
+
+_SCHEDULE_CACHE: OrderedDict[tuple, tuple[LayerCounts, ...]] = OrderedDict()
+_SCHEDULE_CACHE_SIZE = 64
+
+
+def _schedule_key(arch: Arch) -> str:
+    """The arch fields a schedule depends on (macro, pac, memory sizes and buses)."""
+    d = arch.to_dict()
+    mem = {lv: {k: v for k, v in cfg.items() if k in ("size_kib", "bus_bits")}
+           for lv, cfg in d["memory"].items()}
+    return json.dumps([d["macro"], d["pac"], mem], sort_keys=True)
+
+
+def _layer_key(la: Layer) -> tuple:
+    return (la.name, la.kind, la.n, la.k, la.vectors, la.in_shape, la.kernel, la.stride,
+            la.padding, la.exact)
 
 
 def write_trace(path: str | Path, rows: Sequence[tuple], offsets: Sequence[int] | None = None

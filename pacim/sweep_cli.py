@@ -1,0 +1,134 @@
+"""`pacim sweep` and `pacim plot`: thin click commands over pacim.sweep and pacim.sweep_plots."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import PacimError
+
+
+@click.command("sweep")
+@click.option("--arch", "arch_path", required=True, help="Architecture YAML (or shipped name).")
+@click.option("--workload", "workloads", required=True, multiple=True,
+              help="Built-in workload name or workload file (repeatable).")
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="Values of one arch field, e.g. --grid pac.operand=2,3,4 (repeatable; the "
+                   "sweep is their cartesian product; [..] values may hold commas).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Fixed override of the base arch, e.g. --set pac.dynamic=null (repeatable).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="JSON Lines file: one record per point, appended as points finish; an "
+                   "existing file is resumed (its points are not run again).")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes [default: one per core; 0 runs in this process].")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Run on a Dask distributed cluster (needs pacim[dask]).")
+@click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast sweeps).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the built-in workloads.")
+@click.option("--fresh", is_flag=True, help="Start --out afresh instead of resuming it.")
+def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, ...],
+                  sets: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
+                  no_data: bool, seed: int, fresh: bool) -> None:
+    """Run a parameter sweep: every --grid combination x every --workload.
+
+    \b
+    Examples:
+      pacim sweep --arch arch_configs/pacim_65nm.yaml --workload resnet18 --no-data \\
+          --set pac.dynamic=null --grid pac.operand=2,3,4,5,6 --grid macro.banks=4,8,16,32 \\
+          --out sweep.jsonl
+      pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o pareto.png
+      pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
+    """
+    from .arch import load_arch, parse_assignment
+    from .progress import Progress
+    from .report import check_writable
+    from .sweeps import dask_client, expand_grid, parse_grid_option, shutdown_executor, sweep
+
+    if workers is not None and scheduler is not None:
+        raise PacimError("--workers and --scheduler exclude each other")
+    arch = load_arch(arch_path, dict(parse_assignment(s) for s in sets))
+    grid: dict[str, list[Any]] = {}
+    for item in grids:
+        key, values = parse_grid_option(item)
+        if key in grid:
+            raise PacimError(f"--grid {key} given twice")
+        grid[key] = values
+    n_points = len(expand_grid(grid)) * len(set(workloads))
+    check_writable(out)
+
+    executor: Any = None
+    client = None
+    if scheduler is not None:
+        executor = client = dask_client(scheduler)
+    elif workers is not None:
+        from .sweeps import local_executor
+
+        executor = local_executor(min(workers, n_points))
+    prog = Progress("sweep")
+
+    def on_progress(done: int, failed: int, total: int) -> None:
+        prog.extra = f"failed {failed} left {total - done} "
+        prog(done, total)
+
+    t0 = time.perf_counter()
+    clean = False
+    try:
+        records = sweep(arch, grid, list(workloads), data=not no_data, executor=executor,
+                        out=out, resume=not fresh, seed=seed, progress=on_progress)
+        clean = True
+    finally:
+        prog.close()
+        if client is not None:
+            client.close()
+        elif executor is not None:
+            shutdown_executor(executor, clean)
+    dt = time.perf_counter() - t0
+    failed = [r for r in records if r.get("status") != "ok"]
+    click.echo(f"{len(records)} points ({len(records) - len(failed)} ok, {len(failed)} failed) "
+               f"in {dt:.1f} s -> {out}")
+    for r in failed[:3]:
+        click.echo(f"  failed {r.get('workload')} {r.get('overrides')}: {r.get('error')}")
+    if len(failed) > 3:
+        click.echo(f"  ... and {len(failed) - 3} more (status 'error' in {out})")
+
+
+@click.command("plot")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Output image (PNG, or any matplotlib format by extension).")
+@click.option("--x", "x", default="latency_s", show_default=True, help="Sweep field on x.")
+@click.option("--y", "y", default="energy_pj", show_default=True, help="Sweep field on y.")
+@click.option("--color", default=None, help="Field (or arch key) that colours the points.")
+@click.option("--pareto", is_flag=True, help="Highlight the Pareto front.")
+@click.option("--max-x", is_flag=True, help="Larger x is better (Pareto), e.g. tops_per_w.")
+@click.option("--max-y", is_flag=True, help="Larger y is better (Pareto), e.g. sqnr_db.")
+@click.option("--logx", is_flag=True, help="Log-scale x axis.")
+@click.option("--logy", is_flag=True, help="Log-scale y axis.")
+def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto: bool,
+                 max_x: bool, max_y: bool, logx: bool, logy: bool) -> None:
+    """Plot a sweep (JSONL: scatter + Pareto front) or a simulate JSON report (per layer).
+
+    \b
+    Examples:
+      pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o f.png
+      pacim plot sweep.jsonl --x tops_per_w --max-x --y sqnr_db --max-y --pareto -o acc.png
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
+      pacim plot r.json -o layers.png
+    """
+    from .report import check_writable
+    from .sweep_plots import load_plot_input, plot_report_layers, plot_sweep
+
+    kind, content = load_plot_input(path)
+    check_writable(out)
+    if kind == "report":
+        plot_report_layers(content, out)
+        click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")
+    else:
+        info = plot_sweep(content, out, x=x, y=y, color=color, pareto=pareto,
+                          maximize=(max_x, max_y), log=(logx, logy))
+        front = f", {info['front']} on the Pareto front" if pareto else ""
+        click.echo(f"{info['points']} points{front} -> {out}")

@@ -1,0 +1,246 @@
+"""Figures of `pacim plot`: a sweep's scatter with its Pareto front, and a report's layers.
+
+Uses matplotlib's object API (Figure + Agg canvas), never pyplot, so no global state or
+display is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import PacimError
+from .sweeps import field_value, pareto_front, read_records
+
+LABELS = {
+    "latency_s": "latency (s)",
+    "energy_pj": "energy (pJ)",
+    "tops_per_w": "TOPS/W",
+    "peak_tops_per_w": "peak TOPS/W",
+    "throughput_tops": "throughput (TOPS)",
+    "cycles": "cycles",
+    "sqnr_db": "output SQNR vs exact (dB)",
+    "bit_serial_reduction": "bit-serial cycle reduction",
+    "reads_bits": "memory reads (bit)",
+    "writes_bits": "memory writes (bit)",
+}
+
+
+def load_plot_input(path: str | Path) -> tuple[str, Any]:
+    """('report', dict) for a simulate JSON report, ('sweep', records) for a sweep JSONL."""
+    p = Path(path)
+    if not p.is_file():
+        raise PacimError(f"{p}: no such file")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict) and "key" not in obj:
+        if "layers" not in obj:
+            raise PacimError(f"{p}: a JSON object without 'layers': not a simulate report")
+        return "report", obj
+    records = read_records(p)
+    if not records:
+        raise PacimError(f"{p}: no sweep records (expected JSON Lines from `pacim sweep`)")
+    return "sweep", records
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _numeric_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if _number(v) is not None and k not in ("seed", "sim_s"):
+                keys.setdefault(k)
+    return list(keys)
+
+
+def _save(fig: Any, out: str | Path) -> None:
+    try:
+        fig.savefig(out, dpi=150)
+    except (OSError, ValueError) as e:
+        raise PacimError(f"{out}: cannot write the figure: {e}") from None
+
+
+def plot_sweep(
+    records: Sequence[Mapping[str, Any]], out: str | Path, *, x: str = "latency_s",
+    y: str = "energy_pj", color: str | None = None, pareto: bool = False,
+    maximize: tuple[bool, bool] = (False, False), log: tuple[bool, bool] = (False, False),
+) -> dict[str, int]:
+    """Scatter y against x over the sweep's ok records; Pareto front per workload if asked.
+
+    color: a field or arch key; numbers get a colour bar, anything else a legend. With several
+    workloads and no color, points are coloured by workload. Returns {'points', 'front'}.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    pts = []
+    for r in ok:
+        xv, yv = _number(field_value(r, x)), _number(field_value(r, y))
+        if xv is None or yv is None:
+            continue
+        if (log[0] and xv <= 0) or (log[1] and yv <= 0):
+            continue
+        pts.append((xv, yv, r))
+    if not pts:
+        fields = ", ".join(_numeric_fields(ok)) or "none (no successful points)"
+        raise PacimError(f"no point has numeric {x} and {y}; numeric fields: {fields}")
+    workloads = list(dict.fromkeys(str(r.get("workload")) for _, _, r in pts))
+    if color is None and len(workloads) > 1:
+        color = "workload"
+
+    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    markers = "osD^vP*X<>"
+    wl_of = [str(p[2].get("workload")) for p in pts]
+    marker_of = {wl: markers[j % len(markers)] for j, wl in enumerate(workloads)}
+
+    def scatter(idx: list[int], label: str | None, **kw: Any) -> Any:
+        art = None
+        for wl in workloads:  # one marker per workload
+            sub = [i for i in idx if wl_of[i] == wl]
+            if sub:
+                art = ax.scatter([xs[i] for i in sub], [ys[i] for i in sub], s=24,
+                                 marker=marker_of[wl], label=label, **kw)
+                label = None
+        return art
+
+    everyone = list(range(len(pts)))
+    if color is None or color == "workload":
+        for wl in workloads:
+            scatter([i for i in everyone if wl_of[i] == wl],
+                    wl if len(workloads) > 1 else f"{len(pts)} points", alpha=0.8)
+    else:
+        cvals = [field_value(r, color) for _, _, r in pts]
+        nums = [_number(c) for c in cvals]
+        distinct = set(json.dumps(c, sort_keys=True) for c in cvals)
+        if all(n is not None for n in nums) and len(distinct) > 10:
+            vmin, vmax = min(nums), max(nums)  # type: ignore[type-var]
+            art = scatter(everyone, None, c=nums, cmap="viridis", vmin=vmin, vmax=vmax,
+                          alpha=0.85)
+            fig.colorbar(art, ax=ax, label=_label(color))
+        else:  # few values: a discrete legend, in order
+            def order(c: Any) -> tuple[int, Any]:
+                n = _number(c)
+                return (0, n) if n is not None else (1, json.dumps(c, sort_keys=True))
+
+            palette = colormaps["tab10" if len(distinct) <= 10 else "tab20"]
+            for j, c in enumerate(sorted({json.dumps(c, sort_keys=True): c
+                                          for c in cvals}.values(), key=order)):
+                idx = [i for i in everyone if cvals[i] == c]
+                scatter(idx, f"{color} = {c if isinstance(c, str) else json.dumps(c)}",
+                        color=palette(j % palette.N), alpha=0.85)
+        if len(workloads) > 1:
+            for wl in workloads:
+                ax.scatter([], [], marker=marker_of[wl], color="gray", label=wl)
+    n_front = 0
+    if pareto:
+        fronts = []
+        for wl in workloads:
+            idx = [i for i in everyone if wl_of[i] == wl]
+            fronts.append([idx[k] for k in pareto_front([(xs[i], ys[i]) for i in idx], maximize)])
+        n_front = sum(len(f) for f in fronts)
+        # the boundary of the dominated region: from each front point, along x to the next
+        for j, front in enumerate(fronts):
+            ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="crimson",
+                    lw=1.2, drawstyle="steps-post", zorder=3)
+            ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
+                       edgecolors="crimson", linewidths=1.6, zorder=4,
+                       label=f"Pareto front ({n_front})" if j == 0 else None)
+    if log[0]:
+        ax.set_xscale("log")
+    if log[1]:
+        ax.set_yscale("log")
+    best = ["higher is better" if m else "lower is better" for m in maximize]
+    ax.set_xlabel(_label(x) + (f"  ({best[0]})" if pareto else ""))
+    ax.set_ylabel(_label(y) + (f"  ({best[1]})" if pareto else ""))
+    arch = ", ".join(dict.fromkeys(str(r.get("arch")) for _, _, r in pts))
+    ax.set_title(f"{arch} on {', '.join(workloads)}: {len(pts)} points", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    _save(fig, out)
+    return {"points": len(pts), "front": n_front}
+
+
+def plot_report_layers(report: Mapping[str, Any], out: str | Path) -> None:
+    """Per-layer cycles (compute vs stalls) and energy breakdown (stacked) of a simulate report."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    layers = [la for la in report.get("layers") or [] if la.get("mapped", True)]
+    has_cycles = any(_number(la.get("cycles")) is not None for la in layers)
+    has_energy = any(isinstance(la.get("energy_breakdown_pj"), Mapping) for la in layers)
+    if not layers or not (has_cycles or has_energy):
+        raise PacimError("the report has no per-layer cycles or energy to plot")
+    names = [str(la.get("name")) for la in layers]
+    pos = list(range(len(layers)))
+    rows = int(has_cycles) + int(has_energy)
+    fig = Figure(figsize=(max(7.0, 0.32 * len(layers) + 3), 3.4 * rows + 0.8),
+                 layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    i = 0
+    if has_cycles:
+        ax = axes[i]
+        i += 1
+        total = [_number(la.get("cycles")) or 0.0 for la in layers]
+        stalls = [la.get("stall_cycles") or {} for la in layers]
+        causes = list(dict.fromkeys(k for st in stalls for k, v in st.items()
+                                    if k != "total" and _number(v)))
+        stall_sum = [sum(_number(st.get(c)) or 0.0 for c in causes) for st in stalls]
+        compute = [max(t - s, 0.0) for t, s in zip(total, stall_sum, strict=True)]
+        ax.bar(pos, compute, color="tab:blue", label="compute")
+        bottom = compute
+        palette = colormaps["Oranges"]
+        for j, c in enumerate(causes):  # stalls stacked by cause
+            vals = [_number(st.get(c)) or 0.0 for st in stalls]
+            ax.bar(pos, vals, bottom=bottom, label=f"stall: {c}",
+                   color=palette(0.35 + 0.55 * j / max(len(causes) - 1, 1)))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_ylabel("cycles")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(True, axis="y", alpha=0.3)
+    if has_energy:
+        ax = axes[i]
+        comps: dict[str, None] = {}
+        for la in layers:
+            for k, v in (la.get("energy_breakdown_pj") or {}).items():
+                if _number(v):
+                    comps.setdefault(k)
+        bottom = [0.0] * len(layers)
+        palette = colormaps["tab20"]  # more components than the default 10-colour cycle
+        for j, k in enumerate(comps):
+            vals = [(_number((la.get("energy_breakdown_pj") or {}).get(k)) or 0.0) / 1e6
+                    for la in layers]
+            ax.bar(pos, vals, bottom=bottom, label=k, color=palette(j % 20))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_ylabel("energy (uJ)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[-1].set_xticks(pos, names, rotation=60, ha="right", fontsize=7)
+    total_e = _number(report.get("energy_pj"))
+    title = f"{report.get('arch')} on {report.get('workload')}"
+    if _number(report.get("cycles")) is not None:
+        title += f": {report['cycles']:,} cycles"
+    if total_e is not None:
+        title += f", {total_e / 1e6:.4g} uJ"
+    axes[0].set_title(title, fontsize=10)
+    _save(fig, out)

@@ -1,0 +1,54 @@
+"""The result-regression harness: it catches a broken model, and results are deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_results
+from benchmarks.common import Check
+
+RUN = [("resnet18-cifar", {}, "pacim_65nm")]
+KEY = bench_results.run_key(*RUN[0])
+
+
+@pytest.fixture(scope="module")
+def expected():
+    data = json.loads(bench_results.EXPECTED.read_text())
+    assert KEY in data, "benchmarks/expected.json lacks the resnet18-cifar pacim_65nm run"
+    return {KEY: data[KEY]}
+
+
+def test_current_model_matches_expected(expected):
+    checks = bench_results.compare(bench_results.compute(RUN), expected)
+    assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+
+
+def test_pac_counts_off_by_one_fails_the_regression(expected, monkeypatch):
+    import pacim.macro.core as core
+
+    real = core._approx_term
+
+    def broken(approx, nd, sx, sw, n, xbit, wbit):  # every activation plane count one too high
+        return real(approx, nd, np.asarray(sx) + 1, sw, n, xbit, wbit)
+
+    monkeypatch.setattr(core, "_approx_term", broken)
+    checks = bench_results.compare(bench_results.compute(RUN), expected)
+    failed = [c.name for c in checks if not c.ok]
+    assert any("sqnr_db" in name for name in failed), failed
+
+
+def test_results_are_deterministic():
+    a = bench_results.compute(RUN)
+    b = bench_results.compute(RUN)
+    assert a == b
+
+
+def test_compare_flags_missing_and_changed_figures():
+    exp = {"r": {"cycles": 100, "energy_pj": 5.0}}
+    assert all(c.ok for c in bench_results.compare({"r": {"cycles": 100, "energy_pj": 5.0}}, exp))
+    bad = bench_results.compare({"r": {"cycles": 102, "energy_pj": None}}, exp)
+    assert [c.ok for c in bad] == [False, False]
+    assert Check("x", 2.0, "<=", 1.0).ok is False
