@@ -236,6 +236,34 @@ def run_point(task: Mapping[str, Any]) -> dict[str, Any]:
     return _clean(rec)
 
 
+def run_points(group: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Simulate a group of points in one worker, in order (see group_tasks)."""
+    return [run_point(t) for t in group]
+
+
+MAX_GROUP = 8  # points per task: bounds what a killed worker can lose
+
+
+def _schedule_signature(task: Mapping[str, Any]) -> str:
+    """What a point's schedule depends on: macro, pac, memory sizes/buses, workload, data."""
+    a = task["arch"]
+    mem = {lv: {k: v for k, v in cfg.items() if k in ("size_kib", "bus_bits")}
+           for lv, cfg in a.get("memory", {}).items()}
+    return _digest([a.get("macro"), a.get("pac"), mem, task["workload"], task["data"],
+                    task["seed"]])
+
+
+def group_tasks(tasks: Sequence[dict[str, Any]], max_group: int = MAX_GROUP
+                ) -> list[list[dict[str, Any]]]:
+    """Group points that share a schedule (e.g. differ only in VDD or energy values) into
+    tasks of at most max_group points, in first-seen order: the worker that runs a group
+    schedules it once and reuses the schedule (pacim.sched.schedule's cache)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in tasks:
+        groups.setdefault(_schedule_signature(t), []).append(t)
+    return [g[i : i + max_group] for g in groups.values() for i in range(0, len(g), max_group)]
+
+
 def _init_worker() -> None:
     """Local workers ignore SIGINT: Ctrl-C is the parent's to handle (cancel, keep records)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -394,18 +422,19 @@ def _error_record(pt: Point, arch_name: str, data: bool, seed: int) -> dict[str,
 
 
 def _run_tasks(
-    executor: cf.Executor, tasks: Iterable[dict[str, Any]], window: int,
+    executor: cf.Executor, tasks: Iterable[list[dict[str, Any]]], window: int,
     on_record: Callable[[dict[str, Any]], None], on_batch: Callable[[], None] = lambda: None,
 ) -> None:
-    """Keep at most `window` tasks in flight; hand each record over as it finishes.
+    """Keep at most `window` tasks (groups of points) in flight; hand each record over as its
+    task finishes.
 
     on_batch runs after each batch of records that finished together (the store's fsync).
 
     A task whose future fails (a dead worker, a cancelled task) stops the sweep after every
     already-finished record has been handed over: only the points in flight are lost.
     """
-    pending: Iterator[dict[str, Any]] = iter(tasks)
-    inflight: dict[cf.Future[Any], dict[str, Any]] = {}
+    pending: Iterator[list[dict[str, Any]]] = iter(tasks)
+    inflight: dict[cf.Future[Any], list[dict[str, Any]]] = {}
     exhausted = False
     failure: BaseException | None = None
     lost = 0
@@ -417,32 +446,35 @@ def _run_tasks(
                     exhausted = True
                     break
                 try:
-                    inflight[executor.submit(run_point, t)] = t
+                    inflight[executor.submit(run_points, t)] = t
                 except (cf.BrokenExecutor, RuntimeError) as e:  # a pool broken by a dead worker
-                    failure, lost = e, 1
+                    failure, lost = e, len(t)
                     break
             if not inflight:
                 break
             done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
             for fut in done:
-                inflight.pop(fut)
+                group = inflight.pop(fut)
                 exc = fut.exception() if not fut.cancelled() else cf.CancelledError()
                 if exc is None:
-                    on_record(fut.result())
+                    for rec in fut.result():
+                        on_record(rec)
                 else:
                     failure = failure or exc
-                    lost += 1
+                    lost += len(group)
             on_batch()
         if failure is not None:
             # keep whatever else already finished; the rest of the in-flight points are lost
             for fut in [f for f in inflight if f.done() and not f.cancelled()]:
                 if fut.exception() is None:
-                    on_record(fut.result())
+                    for rec in fut.result():
+                        on_record(rec)
                     inflight.pop(fut)
             on_batch()
+            n_lost = sum(len(g) for g in inflight.values()) + lost
             raise PacimError(
                 f"sweep stopped: a worker failed ({type(failure).__name__}: {failure}); "
-                f"{len(inflight) + lost} point(s) in flight were lost; run again to resume"
+                f"{n_lost} point(s) in flight were lost; run again to resume"
             ) from failure
     finally:
         for fut in inflight:
@@ -567,7 +599,7 @@ def _execute(executor: Any, tasks: list[dict[str, Any]],
     window = 2 * _slots(executor, client)
     clean = False
     try:
-        _run_tasks(executor, tasks, window, record, sync)
+        _run_tasks(executor, group_tasks(tasks), window, record, sync)
         clean = True
     finally:
         if owned:

@@ -312,3 +312,16 @@ def _die_on_operand_3(arch: Any, workload: str, data: bool, seed: int) -> Any:
 
     return simulate(arch, cached_workload(workload, data, seed), data=data, seed=seed)
 
+
+
+def test_points_sharing_a_schedule_are_grouped():
+    from pacim.sweeps import expand_grid, group_tasks, make_points
+
+    grid = {"technology.vdd": [0.9, 1.0, 1.1], "macro.banks": [8, 16]}
+    pts = make_points(_arch(), expand_grid(grid), [WL], data=False, seed=0)
+    tasks = [p.task for p in pts]
+    groups = group_tasks(tasks)
+    assert sorted(len(g) for g in groups) == [3, 3]  # per banks value, all three voltages
+    for g in groups:
+        assert len({t["arch"]["macro"]["banks"] for t in g}) == 1
+    assert [len(g) for g in group_tasks(tasks, max_group=2)] == [2, 1, 2, 1]
