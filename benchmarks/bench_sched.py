@@ -8,31 +8,13 @@ from benchmarks.common import BenchResult, Check, best_of
 from pacim.arch import load_arch
 from pacim.sched import schedule, summarize
 from pacim.workloads import load_workload
-from pacim.workloads.ir import Workload, conv_layer, linear_layer
-from pacim.workloads.resnet import resnet18_forward
+from pacim.workloads.ir import Workload
+from pacim.workloads.resnet import build_resnet18, resnet18_forward
 
 
 def resnet18(first_exact: bool = True) -> Workload:
-    """The built-in resnet18 (shapes only), or the same shapes from the IR if it is absent."""
-    try:
-        from pacim.workloads.resnet import build_resnet18
-
-        return build_resnet18("resnet18", data=False, seed=0, first_layer_exact=first_exact)
-    except ImportError:
-        pass
-    layers = [conv_layer("conv1", (1, 3, 224, 224), 64, 7, 2, 3, exact=first_exact)]
-    h, cin = 56, 64
-    for si, (ch, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
-        for bi in range(2):
-            s = stride if bi == 0 else 1
-            c1 = conv_layer(f"layer{si}.{bi}.conv1", (1, cin, h, h), ch, 3, s, 1)
-            ho = c1.out_hw[0]  # type: ignore[index]
-            layers += [c1, conv_layer(f"layer{si}.{bi}.conv2", (1, ch, ho, ho), ch, 3, 1, 1)]
-            if s != 1 or cin != ch:
-                layers.append(conv_layer(f"layer{si}.{bi}.downsample", (1, cin, h, h), ch, 1, s))
-            cin, h = ch, ho
-    layers.append(linear_layer("fc", 1, 512, 1000))
-    return Workload("resnet18", tuple(layers))
+    """The built-in resnet18, shapes only."""
+    return build_resnet18("resnet18", data=False, seed=0, first_layer_exact=first_exact)
 
 
 def _mem(s: dict[str, Any], level: str | None = None) -> int:

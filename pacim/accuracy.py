@@ -9,7 +9,6 @@ figures. ``accuracy_command`` is the ``pacim accuracy`` CLI command.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,18 +175,6 @@ def evaluate(
     return result
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.generic):
-        return _json_safe(v.item())
-    return v
-
-
 def result_text(r: dict[str, Any]) -> str:
     """Human-readable block of an `evaluate` result."""
     from .report import summary_text
@@ -264,7 +251,7 @@ def accuracy_command(model_path: str, data_path: str, arch_path: str, limit: int
     """
     from .arch import parse_assignment
     from .progress import Progress
-    from .report import check_writable, write_text
+    from .report import check_writable, json_safe, write_text
 
     arch = load_arch(arch_path, dict(parse_assignment(s) for s in sets))
     check_writable(json_path)
@@ -283,4 +270,4 @@ def accuracy_command(model_path: str, data_path: str, arch_path: str, limit: int
         prog.close()
     click.echo(result_text(res))
     if json_path:
-        write_text(json_path, json.dumps(_json_safe(res), indent=2) + "\n")
+        write_text(json_path, json.dumps(json_safe(res), indent=2) + "\n")

@@ -170,7 +170,7 @@ def error_study_cmd(workloads: tuple[str, ...], operands: str, tokens: int, seed
 
     from .error_study import error_study, format_study
     from .progress import Progress
-    from .report import _clean, check_writable, write_text
+    from .report import check_writable, json_safe, write_text
     from .workloads import load_workload
 
     check_writable(json_path)
@@ -191,7 +191,7 @@ def error_study_cmd(workloads: tuple[str, ...], operands: str, tokens: int, seed
         prog.close()
     click.echo(format_study(res))
     if json_path:
-        write_text(json_path, json.dumps(_clean(res), indent=2) + "\n")
+        write_text(json_path, json.dumps(json_safe(res), indent=2) + "\n")
 
 
 def run() -> None:  # pragma: no cover - console entry convenience

@@ -15,17 +15,17 @@ from .errors import PacimError
 REPORT_VERSION = 1
 
 
-def _clean(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
     """JSON-safe: non-finite floats become None, tuples become lists."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
+        return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):
         try:
-            return _clean(v.item())
+            return json_safe(v.item())
         except (TypeError, ValueError):
             return v
     return v
@@ -42,7 +42,7 @@ class Report:
         """Stable-keyed dict: summary keys at the top level, plus `layers`."""
         d = dict(self.summary)
         d["layers"] = self.layers
-        return _clean(d)
+        return json_safe(d)
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         """JSON text; written to `path` when given."""

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from .arch import Arch, load_arch
 from .errors import PacimError
-from .report import _clean, flatten
+from .report import flatten, json_safe
 
 SweepProgress = Callable[[int, int, int], None]  # (done, failed, total)
 SimulateFn = Callable[..., Any]
@@ -233,7 +233,7 @@ def run_point(task: Mapping[str, Any]) -> dict[str, Any]:
         rec["status"] = "error"
         rec["error"] = f"{type(e).__name__}: {e}"
     rec["sim_s"] = time.perf_counter() - t0
-    return _clean(rec)
+    return json_safe(rec)
 
 
 def run_points(group: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -418,7 +418,7 @@ def _error_record(pt: Point, arch_name: str, data: bool, seed: int) -> dict[str,
     rec["status"] = "error"
     rec["error"] = pt.error
     rec["sim_s"] = 0.0
-    return _clean(rec)
+    return json_safe(rec)
 
 
 def _run_tasks(
