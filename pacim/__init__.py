@@ -3,7 +3,7 @@
 Public API::
 
     import pacim
-    arch = pacim.load_arch("arch_configs/pacim_65nm.yaml", {"pac.operand": 3})
+    arch = pacim.load_arch("arch_configs/pacim_65nm.yaml", {"pac.operand": 3, "pac.dynamic": None})
     wl = pacim.load_workload("resnet18")
     report = pacim.simulate(arch, wl)
     report.to_dict()["tops_per_w"]

@@ -302,8 +302,8 @@ def load_arch(
 ) -> Arch:
     """Load and validate an architecture YAML, applying dotted overrides.
 
-    ``load_arch("arch_configs/pacim_65nm.yaml", {"pac.operand": 3})`` or, as keyword
-    arguments, ``load_arch(path, pac__operand=3)`` ("__" stands for ".").
+    ``load_arch("arch_configs/pacim_65nm.yaml", {"macro.banks": 32})`` or, as keyword
+    arguments, ``load_arch(path, macro__banks=32)`` ("__" stands for ".").
     """
     ov: dict[str, Any] = dict(overrides or {})
     ov.update({k.replace("__", "."): v for k, v in kw.items()})

@@ -54,7 +54,7 @@ def _overrides(items: tuple[str, ...]) -> dict[str, Any]:
     return dict(parse_assignment(i) for i in items)
 
 
-SET_HELP = "Override an arch field, e.g. --set pac.operand=3 (repeatable)."
+SET_HELP = "Override an arch field, e.g. --set macro.banks=32 (repeatable)."
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +96,7 @@ def simulate(arch_path: str, workload: str, sets: tuple[str, ...], json_path: st
     Examples:
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18-cifar \\
-          --set pac.operand=3 --json out.json --csv layers.csv --plot energy.png
+          --set pac.operand=3 --set pac.dynamic=null --json out.json --csv layers.csv
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload workloads/tiny_cnn.yaml
     """
     from .arch import load_arch

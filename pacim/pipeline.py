@@ -42,6 +42,8 @@ class LayerAccuracy:
         """10 log10(signal / error); inf when the error is zero."""
         if self.sq_err == 0:
             return math.inf
+        if self.sq_ref == 0:  # all exact outputs are zero: any error is infinitely worse
+            return -math.inf
         return 10.0 * math.log10(self.sq_ref / self.sq_err)
 
     def to_dict(self) -> dict[str, float]:
@@ -195,7 +197,10 @@ def layer_schedule_fields(c: Any) -> dict[str, Any]:
         "memory": {
             "reads_bits": c.total_reads_bits,
             "writes_bits": c.total_writes_bits,
-            "by_level": {lv: {"reads": c.reads_bits[lv], "writes": c.writes_bits[lv]}
+            "by_level": {lv: {"reads_bits": sum(c.reads_bits[lv].values()),
+                              "writes_bits": sum(c.writes_bits[lv].values()),
+                              "reads_by_kind": c.reads_bits[lv],
+                              "writes_by_kind": c.writes_bits[lv]}
                          for lv in c.reads_bits},
         },
     }

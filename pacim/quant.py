@@ -84,15 +84,33 @@ def quantize(t: np.ndarray, bits: int, *, name: str = "tensor") -> QTensor:
     a = check_finite(t, name)
     bias = float(a.min())
     scale = float(a.max() - bias) + SCALE_EPS
-    return quantize_with(a, bits, scale, bias)
+    return _codes(a, bits, scale, bias)
 
 
 def quantize_with(t: np.ndarray, bits: int, scale: float, bias: float) -> QTensor:
     """Quantize with given (static, e.g. calibrated) scale and bias; values outside clip."""
+    bits = check_bits(bits)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    if not np.isfinite(bias):
+        raise ValueError(f"bias must be finite, got {bias!r}")
+    return _codes(check_finite(t, "tensor"), bits, float(scale), float(bias))
+
+
+def _codes(a: np.ndarray, bits: int, scale: float, bias: float) -> QTensor:
     levels = (1 << bits) - 1
-    a = np.asarray(t, dtype=np.float64)
     q = np.round(np.clip((a - bias) / scale, 0.0, 1.0) * levels).astype(uint_dtype(bits))
-    return QTensor(q=q, scale=float(scale), bias=float(bias), bits=int(bits))
+    return QTensor(q=q, scale=scale, bias=bias, bits=int(bits))
+
+
+def _check_code_range(q: np.ndarray, bits: int) -> np.ndarray:
+    """Integer codes in 0..2^bits-1, or ValueError."""
+    q = np.asarray(q)
+    if q.dtype.kind not in "ui":
+        raise ValueError(f"codes must be integers, got dtype {q.dtype}")
+    if q.size and (int(q.min()) < 0 or int(q.max()) >= (1 << bits)):
+        raise ValueError(f"codes must be in 0..{(1 << bits) - 1}")
+    return q
 
 
 def fake_quantize(t: np.ndarray, bits: int) -> np.ndarray:
@@ -103,7 +121,7 @@ def fake_quantize(t: np.ndarray, bits: int) -> np.ndarray:
 def bit_planes(q: np.ndarray, bits: int) -> np.ndarray:
     """Bit-planes of unsigned codes: result[j] = (q >> j) & 1, shape (bits, *q.shape), uint8."""
     bits = check_bits(bits)
-    q = np.asarray(q)
+    q = _check_code_range(q, bits)
     shifts = np.arange(bits, dtype=q.dtype if q.dtype.kind == "u" else np.int64)
     shifts = shifts.reshape((bits,) + (1,) * q.ndim)
     return ((q[None, ...] >> shifts) & 1).astype(np.uint8)
@@ -112,7 +130,7 @@ def bit_planes(q: np.ndarray, bits: int) -> np.ndarray:
 def plane_counts(q: np.ndarray, bits: int, axis: int = -1) -> np.ndarray:
     """Number of ones of each bit-plane along `axis`: shape q.shape without axis, plus (bits,)."""
     bits = check_bits(bits)
-    q = np.asarray(q)
+    q = _check_code_range(q, bits)
     axis = axis % q.ndim
     out = np.empty(q.shape[:axis] + q.shape[axis + 1 :] + (bits,), dtype=np.int64)
     for j in range(bits):

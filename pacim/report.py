@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,10 @@ def check_writable(path: str | Path | None) -> None:
         raise PacimError(f"{p}: is a directory, not a file")
     if not parent.is_dir():
         raise PacimError(f"{p}: cannot write: directory {parent} does not exist")
-    try:
-        with open(p, "a"):
-            pass
-    except OSError as e:
-        raise PacimError(f"{p}: cannot write: {e.strerror or e}") from None
+    # checked without creating the file, so a run that fails later leaves nothing behind
+    target = p if p.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise PacimError(f"{p}: cannot write: permission denied")
 
 
 def _fmt(v: Any, spec: str = ".4g") -> str:

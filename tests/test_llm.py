@@ -101,8 +101,10 @@ def test_insertquant_beats_naive(w8a8: dict[str, Any]) -> None:
     assert m["insertquant"]["vs_fp"] < 0.3  # +-5% realization noise (docs/LLM.md)
 
 
+# a known gap (issue 6 stays open): strict, so reaching the target turns this into a failure
+# that says to remove the marker
 @pytest.mark.xfail(reason="per-tensor static A8 loses 15-24% on SmolLM2-135M (docs/LLM.md)",
-                   strict=False)  # fmt: skip
+                   strict=True)  # fmt: skip
 def test_insertquant_within_5_percent(w8a8: dict[str, Any]) -> None:
     assert w8a8["modes"]["insertquant"]["vs_fp"] < 0.05
 

@@ -270,3 +270,29 @@ def test_pac_products_per_output():
     factored = sum(sum(2.0**i * sw[i] for i in g) * sum(2.0**j * sx[j] for j in range(8) if p[j])
                    for p, g in groups.items()) / n
     assert len(groups) == 2 and factored == pytest.approx(pairwise)
+
+
+def test_integer_entry_points_reject_out_of_range_codes():
+    """Wide or signed code arrays are range-checked before any narrowing (no silent wrap)."""
+    ones = np.ones((1, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="codes >= 2"):
+        exact_mac(np.array([[300, 1, 2]]), ones)  # int64, as numpy builds it
+    with pytest.raises(ValueError, match="codes >= 2"):
+        pac_mac(np.array([[256, 1, 2]], dtype=np.uint32), ones)
+    with pytest.raises(ValueError, match="negative"):
+        exact_mac(np.array([[-1, 1, 2]]), ones)
+    with pytest.raises(ValueError, match="codes must be in"):
+        bit_planes(np.array([256]), 8)
+    with pytest.raises(ValueError, match="codes must be in"):
+        plane_counts(np.array([[-3, 1]]), 8)
+    with pytest.raises(ValueError, match="x_counts must have shape"):
+        macro_mac(ones, ones, xbit=8, wbit=8, operand=4, x_counts=np.zeros((2, 8)))
+
+
+def test_quantize_with_rejects_bad_scale_and_values():
+    with pytest.raises(ValueError, match="scale"):
+        quantize_with(np.ones(3), 8, scale=0.0, bias=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        quantize_with(np.ones(3), 8, scale=float("nan"), bias=0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        quantize_with(np.array([1.0, np.nan]), 8, scale=1.0, bias=0.0)

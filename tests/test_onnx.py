@@ -340,10 +340,7 @@ def test_load_workload_and_simulate_an_onnx_file(tmp_path):
     path = _save(small_resnet()[0], tmp_path)
     wl = load_workload(path, seed=1)
     assert len(wl.layers) == 5 and wl.has_data
-    try:
-        rep = simulate(load_arch("pacim_65nm"), wl).to_dict()
-    except ImportError as e:  # pragma: no cover - scheduler not in this tree yet
-        pytest.skip(f"simulate pipeline incomplete: {e}")
+    rep = simulate(load_arch("pacim_65nm"), wl).to_dict()
     assert rep["macs"] == wl.macs and len(rep["layers"]) == 5
     assert rep["layers"][0]["exact"] and not rep["layers"][1]["exact"]
 

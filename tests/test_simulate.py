@@ -139,3 +139,19 @@ def test_console_script_no_traceback(tmp_path):
                         "--workload", "resnet18"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "no such file" in r.stderr
+
+
+def test_failed_run_leaves_no_empty_output_files(tmp_path):
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload", "resnet99",
+                                  "--json", str(out)])
+    assert r.exit_code == 2 and not out.exists()
+
+
+def test_layer_memory_keys_match_the_summary():
+    rep = simulate(pacim.load_arch("pacim_65nm"), "resnet18-cifar", data=False).to_dict()
+    top = rep["memory"]["by_level"]["main"]
+    for la in rep["layers"]:
+        assert set(la["memory"]["by_level"]["main"]) == set(top)
+    assert sum(la["memory"]["by_level"]["main"]["reads_bits"] for la in rep["layers"]) == \
+        top["reads_bits"]

@@ -144,13 +144,23 @@ def _check_codes(q: np.ndarray, bits: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {q.shape})")
     if q.dtype.kind not in "ui":
         raise ValueError(f"{name} must hold unsigned integer codes, got dtype {q.dtype}")
-    if q.dtype.kind == "i" or q.dtype.itemsize > 2:
-        if q.min() < 0:
-            raise ValueError(f"{name} holds negative codes")
-        q = q.astype(np.uint16 if bits > 8 else np.uint8)
-    if int(q.max()) >= (1 << bits):
+    if q.dtype.kind == "i" and int(q.min()) < 0:
+        raise ValueError(f"{name} holds negative codes")
+    if int(q.max()) >= (1 << bits):  # checked before any narrowing conversion
         raise ValueError(f"{name} holds codes >= 2^{bits}")
+    if q.dtype.kind == "i" or q.dtype.itemsize > 2:
+        q = q.astype(np.uint16 if bits > 8 else np.uint8)
     return np.ascontiguousarray(q)
+
+
+def _check_counts(c: np.ndarray, rows: int, bits: int, n: int, name: str) -> np.ndarray:
+    """Caller-supplied plane counts: shape (rows, bits), values in 0..N."""
+    c = np.asarray(c)
+    if c.shape != (rows, bits):
+        raise ValueError(f"{name} must have shape ({rows}, {bits}), got {c.shape}")
+    if c.size and (int(c.min()) < 0 or int(c.max()) > n):
+        raise ValueError(f"{name} must hold plane counts in 0..{n}")
+    return c
 
 
 def counts_of(q: np.ndarray, bits: int) -> np.ndarray:
@@ -237,8 +247,10 @@ def macro_mac(
     if qx.shape[1] != qw.shape[1]:
         raise ValueError(f"qx has N={qx.shape[1]} but qw has N={qw.shape[1]}")
     n = qx.shape[1]
-    sx = counts_of(qx, xbit) if x_counts is None else x_counts
-    sw = counts_of(qw, wbit) if w_counts is None else w_counts
+    sx = counts_of(qx, xbit) if x_counts is None else _check_counts(x_counts, qx.shape[0], xbit,
+                                                                      n, "x_counts")
+    sw = counts_of(qw, wbit) if w_counts is None else _check_counts(w_counts, qw.shape[0], wbit,
+                                                                      n, "w_counts")
 
     shx, shw = max(0, xbit - operand), max(0, wbit - operand)
     d = digital_set(xbit, wbit, operand)
