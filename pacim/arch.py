@@ -283,7 +283,8 @@ def read_yaml(path: str | Path) -> Any:
         raise PacimError(f"{p}: cannot read: {e.strerror}") from None
 
 
-ARCH_DIR = Path(__file__).resolve().parent.parent / "arch_configs"
+# shipped chips are package data; the repository's ./arch_configs is a link to this folder
+ARCH_DIR = Path(__file__).resolve().parent / "arch_configs"
 
 
 def resolve_arch_path(path: str | Path) -> Path:
