@@ -124,11 +124,3 @@ def run(quick: bool = False) -> BenchResult:
     res.checks = [Check("PAC / float time per CIFAR ResNet-18 image", best["pac"] / best["float"],
                         "<=", PAC_OVER_FLOAT_LIMIT)]
     return res
-
-
-if __name__ == "__main__":  # pragma: no cover
-    r = run(quick=True)
-    for k, v in r.figures.items():
-        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
-    for c in r.checks:
-        print(c.line())

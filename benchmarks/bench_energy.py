@@ -158,11 +158,3 @@ def run(quick: bool = False) -> BenchResult:
             abs(relative_error(wl["pacim_65nm.peak_tops_per_w"], 14.63)), "<=", CALIBRATED_TOL,
         ))
     return res
-
-
-if __name__ == "__main__":
-    import sys
-
-    r = run(quick="--quick" in sys.argv[1:])
-    for c in r.checks:
-        print(c.line())

@@ -108,11 +108,3 @@ def run(quick: bool = False) -> BenchResult:
     # the 2-over-1 speed-up is printed, not checked: on a shared 2-core machine it measures the
     # other load as much as pacim (1.76x measured with one core free, 1.0x with it taken)
     return res
-
-
-if __name__ == "__main__":  # pragma: no cover
-    r = run(quick=False)
-    for k, v in r.figures.items():
-        print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
-    for c in r.checks:
-        print(c.line())
