@@ -217,15 +217,22 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_assignment(item: str) -> tuple[str, Any]:
-    """'a.b.c=value' -> ('a.b.c', parsed value)."""
+def split_assignment(item: str, what: str = "override", form: str = "key.path=value"
+                     ) -> tuple[str, str]:
+    """'a.b.c=text' -> ('a.b.c', 'text'), or a ConfigError naming `what` and the form."""
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key.path=value")
+        raise ConfigError(f"{what} {item!r} must look like {form}")
     key, _, val = item.partition("=")
     key = key.strip()
     if not key:
-        raise ConfigError(f"override {item!r} has an empty key")
-    return key, parse_value(val.strip())
+        raise ConfigError(f"{what} {item!r} has an empty key")
+    return key, val.strip()
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """'a.b.c=value' -> ('a.b.c', parsed value)."""
+    key, val = split_assignment(item)
+    return key, parse_value(val)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

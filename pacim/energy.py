@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -267,17 +267,20 @@ def energy_report(
     counts_list: Iterable[LayerCounts],
     macs: int,
     mean_digital_cycles: float | None = None,
+    breakdowns: Sequence[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Workload energy, latency and TOPS/W (everything counted) plus the macro's peak figures.
 
     macs: multiply-accumulates of the mapped layers (2 ops each). Layers run one after the other.
-    Per-layer breakdowns: layer_energy.
+    breakdowns: the layers' layer_energy results, in counts order, when already computed.
     """
     keys = components(arch)
     total = dict.fromkeys(keys, 0.0)
     cycles = 0
-    for c in counts_list:
-        b = layer_energy(arch, c)
+    counts_list = list(counts_list)
+    if breakdowns is None:
+        breakdowns = [layer_energy(arch, c) for c in counts_list]
+    for c, b in zip(counts_list, breakdowns, strict=True):
         for k in keys:
             total[k] += b[k]
         cycles += c.cycles

@@ -135,14 +135,15 @@ class MacroOperands:
         operand: int = 4,
         approx: str = "pac",
         dynamic: tuple[float, float, float] | None = None,
-    ) -> tuple[np.ndarray, MacroStats]:
-        """(y (P, K) float64, stats) through the macro with this configuration."""
+        stats: bool = True,
+    ) -> tuple[np.ndarray, MacroStats | None]:
+        """(y (P, K) float64, stats or None) through the macro with this configuration."""
         res = macro_mac(
             self.cols, self.w_codes, xbit=self.qx.bits, wbit=self.qw.bits, operand=operand,
             approx=approx, dynamic=dynamic, x_counts=self.x_counts, w_counts=self.w_counts,
         )
         y = _dequantize(res, self.qx, self.qw, self.n, bias)
-        return y, _stats(res, self.qx, self.qw, self.n, operand, approx)
+        return y, _stats(res, self.qx, self.qw, self.n, operand, approx) if stats else None
 
 
 ConvOperands = MacroOperands  # conv layers use the same container
@@ -223,7 +224,7 @@ def conv2d(
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
     bias = _check_bias(bias, k_)
     ops = conv_operands(x, w, xbit, wbit, stride, padding)
-    y, stats = ops.run(bias, operand=operand, approx=approx, dynamic=dynamic)
+    y, stats = ops.run(bias, operand=operand, approx=approx, dynamic=dynamic, stats=return_stats)
     y = np.ascontiguousarray(y.reshape(b_, ho, wo, k_).transpose(0, 3, 1, 2))
     return (y, stats) if return_stats else y
 
@@ -242,7 +243,8 @@ def linear_quantized(
     qx.q: (B, N) codes, qw.q: (K, N) codes. Use this with static (calibrated) activation scales.
     """
     ops = linear_operands(qx, qw)
-    y, stats = ops.run(_check_bias(bias, qw.q.shape[0]), operand=operand, approx=approx)
+    y, stats = ops.run(_check_bias(bias, qw.q.shape[0]), operand=operand, approx=approx,
+                       stats=return_stats)
     return (y, stats) if return_stats else y
 
 

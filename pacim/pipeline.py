@@ -60,7 +60,7 @@ def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerA
     dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
     y, stats = ops.run(bias, operand=full if exact else arch.operand, approx=arch.pac.approx,
                        dynamic=dyn)
-    ref = y if exact else ops.run(bias, operand=full, approx="truncate")[0]
+    ref = y if exact else ops.run(bias, operand=full, approx="truncate", stats=False)[0]
     err = y - ref
     acc = LayerAccuracy(float(np.sum(err * err)), float(np.sum(ref * ref)), int(err.size))
     return stats, acc
@@ -137,6 +137,7 @@ def simulate(
     sched_summary = summarize(counts)
 
     layers_out: list[dict[str, Any]] = []
+    breakdowns: dict[str, dict[str, float]] = {}
     for layer in workload.layers:
         d = layer.shape_dict()
         if layer.mapped:
@@ -146,7 +147,7 @@ def simulate(
             c = counts_by_name.get(layer.name)
             if c is not None:
                 d.update(layer_schedule_fields(c))
-                e = energy_mod.layer_energy(arch, c)
+                e = breakdowns[layer.name] = energy_mod.layer_energy(arch, c)
                 d["energy_pj"] = sum(e.values())
                 d["energy_breakdown_pj"] = e
         layers_out.append(d)
@@ -168,7 +169,8 @@ def simulate(
     for key in ("cycles", "latency_s", "memory", "stall_cycles", "weight_reloads", "events"):
         if key in sched_summary:
             summary[key] = sched_summary[key]
-    summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles))
+    summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles,
+                                            [breakdowns[c.name] for c in counts]))
     summary["arch_config"] = arch.to_dict()
     summary["workload_meta"] = {k: v for k, v in workload.meta.items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}

@@ -94,14 +94,9 @@ def split_values(text: str) -> list[str]:
 
 def parse_grid_option(item: str) -> tuple[str, list[Any]]:
     """'pac.operand=2,3,4' -> ('pac.operand', [2, 3, 4]) (values parsed as YAML)."""
-    from .arch import parse_value
+    from .arch import parse_value, split_assignment
 
-    if "=" not in item:
-        raise PacimError(f"--grid {item!r} must look like key.path=v1,v2,...")
-    key, _, vals = item.partition("=")
-    key = key.strip()
-    if not key:
-        raise PacimError(f"--grid {item!r} has an empty key")
+    key, vals = split_assignment(item, "--grid", "key.path=v1,v2,...")
     parts = split_values(vals)
     if any(p == "" for p in parts):
         raise PacimError(f"--grid {item!r} has an empty value")
