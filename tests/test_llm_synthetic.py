@@ -388,14 +388,18 @@ def test_evaluate_tiny_all_modes(tiny: Path, texts: tuple[Path, Path]) -> None:
     for mode in ("fp", "naive", "insertquant", "insertquant+pac"):
         assert np.isfinite(res["modes"][mode]["ppl"])
     assert len(res["sites"]) == LAYERS * 4
-    # 16-bit activations and weights calibrated on the same text: the float model
-    cfg16 = EvalConfig(
-        model=str(tiny), text=str(ev), calib=str(ev), tokens=64, ctx=32, calib_tokens=64,
-        bits=16, wbits=16, modes=("fp", "insertquant"),
-    )  # fmt: skip
-    r16 = evaluate(cfg16)
-    assert abs(r16["modes"]["insertquant"]["vs_fp"]) < 1e-3
-    assert r16["warnings"]  # calibration and evaluation texts overlap
+    # 16-bit activations and weights calibrated on the same text: the float model, with or
+    # without the rotation (which leaves every product unchanged)
+    for rotation in ("hadamard", "none"):
+        cfg16 = EvalConfig(
+            model=str(tiny), text=str(ev), calib=str(ev), tokens=64, ctx=32, calib_tokens=64,
+            bits=16, wbits=16, modes=("fp", "insertquant"), rotation=rotation,
+        )  # fmt: skip
+        r16 = evaluate(cfg16)
+        assert abs(r16["modes"]["insertquant"]["vs_fp"]) < 1e-3, rotation
+        assert r16["warnings"]  # calibration and evaluation texts overlap
+    with pytest.raises(PacimError, match="unknown rotation"):
+        evaluate(EvalConfig(model=str(tiny), rotation="walsh"))
 
 
 def test_evaluate_short_text(tiny: Path, tmp_path: Path) -> None:

@@ -56,13 +56,17 @@ def llm_group() -> None:
 @click.option("--calib-tokens", default=1024, show_default=True, type=click.IntRange(2))
 @click.option("--eta", default=64.0, show_default=True, type=float,
               help="spike threshold: token max / median token max")
+@click.option("--rotation", default="hadamard", show_default=True,
+              type=click.Choice(["hadamard", "none"]),
+              help="insertquant's online block-Hadamard rotation of the quantized inputs "
+                   "(none: INSERTQUANT as in the paper)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="write the full result as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar, no per-layer table")
 def eval_cmd(
     model: str, modes_s: str, bits: int, wbits: int, operand: int, text: Path | None,
     calib: Path | None, tokens: int, ctx: int, calib_tokens: int, eta: float,
-    json_out: Path | None, quiet: bool,
+    rotation: str, json_out: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Perplexity per quantization mode and per-layer max/median activation ratios."""
     try:
@@ -71,7 +75,7 @@ def eval_cmd(
         cfg = EvalConfig(
             model=model, modes=_modes(modes_s), bits=bits, wbits=wbits, operand=operand,
             text=str(text) if text else None, calib=str(calib) if calib else None,
-            tokens=tokens, ctx=ctx, calib_tokens=calib_tokens, eta=eta,
+            tokens=tokens, ctx=ctx, calib_tokens=calib_tokens, eta=eta, rotation=rotation,
         )  # fmt: skip
         res = _run(cfg, evaluate, quiet)
         click.echo(format_report(res, per_layer=not quiet))

@@ -29,6 +29,7 @@ from pacim.llm.insertquant import (
     site_name,
 )
 from pacim.llm.model import SITE_LINEARS, LlamaModel
+from pacim.llm.rotation import ROTATIONS
 from pacim.llm.tokenizer import Tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -37,7 +38,7 @@ EVAL_TEXT = DATA_DIR / "eval.txt"
 
 _LOADED: dict[str, tuple[LlamaModel, Tokenizer]] = {}
 _CALIBRATED: dict[tuple, Calibration] = {}
-_WEIGHTS: dict[tuple[str, int], QuantizedWeights] = {}
+_WEIGHTS: dict[tuple[str, int, str], QuantizedWeights] = {}
 
 
 def get_model(model: str = "smollm2-135m") -> tuple[LlamaModel, Tokenizer]:
@@ -54,22 +55,26 @@ def get_calibration(
     windows: Sequence[np.ndarray],
     *,
     eta: float = 64.0,
+    rotation: str = "hadamard",
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
-    """Calibrate once per (model, calibration windows, eta) in this process."""
-    key = (model, eta, len(windows), *(hash(w.tobytes()) for w in windows))
+    """Calibrate once per (model, calibration windows, eta, rotation) in this process."""
+    key = (model, eta, rotation, len(windows), *(hash(w.tobytes()) for w in windows))
     if key not in _CALIBRATED:
-        _CALIBRATED[key] = calibrate(get_model(model)[0], windows, eta=eta, progress=progress)
+        _CALIBRATED[key] = calibrate(
+            get_model(model)[0], windows, eta=eta, rotation=rotation, progress=progress
+        )
     elif progress is not None:
         progress(len(windows))
     return _CALIBRATED[key]
 
 
-def get_weights(model: str, wbits: int) -> QuantizedWeights:
-    """Per-tensor quantized weights, once per (model, wbits) in this process."""
-    if (model, wbits) not in _WEIGHTS:
-        _WEIGHTS[(model, wbits)] = QuantizedWeights(get_model(model)[0], wbits)
-    return _WEIGHTS[(model, wbits)]
+def get_weights(model: str, wbits: int, rotation: str = "none") -> QuantizedWeights:
+    """Per-tensor quantized weights, once per (model, wbits, rotation) in this process."""
+    key = (model, wbits, rotation)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = QuantizedWeights(get_model(model)[0], wbits, rotation)
+    return _WEIGHTS[key]
 
 
 def calibration_windows(
@@ -119,12 +124,17 @@ class EvalConfig:
     ctx: int = 512
     calib_tokens: int = 1024
     eta: float = 64.0
+    rotation: str = "hadamard"  # insertquant's input rotation ("none": the paper's method only)
 
     def check(self) -> EvalConfig:
         """Validate; return self."""
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise PacimError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
+        if self.rotation not in ROTATIONS:
+            raise PacimError(
+                f"unknown rotation {self.rotation!r}; choose from {', '.join(ROTATIONS)}"
+            )
         for name in ("bits", "wbits"):
             v = getattr(self, name)
             if not 1 <= v <= 16:
@@ -172,10 +182,10 @@ def evaluate(
         on_total(total)
 
     calib: Calibration | None = None
-    weights: QuantizedWeights | None = None
     if quant_modes:
-        calib = get_calibration(cfg.model, cal_w, eta=cfg.eta, progress=tick)
-        weights = get_weights(cfg.model, cfg.wbits)
+        calib = get_calibration(
+            cfg.model, cal_w, eta=cfg.eta, rotation=cfg.rotation, progress=tick
+        )
 
     modes: dict[str, Any] = {}
     before: dict | None = None
@@ -191,7 +201,9 @@ def evaluate(
         if mode == "fp":
             hooks = RecordHooks()
         else:
-            assert calib is not None and weights is not None
+            assert calib is not None
+            rot = cfg.rotation if mode.startswith("insertquant") else "none"
+            weights = get_weights(cfg.model, cfg.wbits, rot)
             hooks = QuantHooks(calib, weights, mode, bits=cfg.bits, operand=cfg.operand)
         nll = _ppl(model, eval_w, hooks, tick)
         entry: dict[str, Any] = {
@@ -254,7 +266,7 @@ def format_report(res: dict[str, Any], *, per_layer: bool = True) -> str:
         f"{res['tokens']} eval tokens in {res['windows']} window(s) of {c['ctx']}, "
         f"calibration {res['calibration_tokens']} tokens",
         f"W{c['wbits']}A{c['bits']} per-tensor static, eta={c['eta']:g}, "
-        f"PAC operand {c['operand']}",
+        f"PAC operand {c['operand']}, insertquant rotation: {c.get('rotation', 'none')}",
         "",
         f"{'mode':<18}{'ppl':>12}{'vs fp':>10}{'seconds':>10}",
     ]

@@ -23,6 +23,11 @@ head stay float):
      residual no longer points along the spike (cosine < 0.5). At its output the mean residual the
      clamp removed, ``delta`` = mean over spike tokens of (x - clip(x)) @ W_down.T, is added back
      to the spike tokens, so the residual leaving the cancellation matches the FP model's.
+  5. *Rotation* (pacim's addition, ``rotation="hadamard"``, the default): every quantized input
+     is rotated online by a block-Hadamard matrix R and every weight offline by the same R
+     (:mod:`pacim.llm.rotation`), so the per-tensor static scales of ``x R`` are not set by a few
+     outlier channels. Spike detection runs on the unrotated input. ``rotation="none"`` is
+     INSERTQUANT exactly as described in the paper.
 - ``insertquant+pac``: ``insertquant`` with every linear's integer MAC computed by pacim's PAC
   macro (``pacim.functional.linear_quantized``, operand 4 by default).
 
@@ -40,6 +45,7 @@ import numpy as np
 
 from pacim.errors import PacimError
 from pacim.llm.model import SITE_LINEARS, SITES, Hooks, LlamaModel
+from pacim.llm.rotation import ROTATIONS, BlockHadamard
 from pacim.quant import SCALE_EPS, QTensor, check_bits, quantize, quantize_with
 
 MODES: tuple[str, ...] = ("fp", "naive", "insertquant", "insertquant+pac")
@@ -61,6 +67,17 @@ def spike_ratio(m: np.ndarray) -> np.ndarray:
 def max_median_ratio(m: np.ndarray) -> float:
     """max over tokens / median over tokens of the per-token max |activation|."""
     return float(m.max() / max(float(np.median(m)), 1e-30))
+
+
+def site_rotations(model: LlamaModel, rotation: str) -> dict[str, BlockHadamard]:
+    """The input rotation of every site (empty for ``rotation="none"``)."""
+    if rotation not in ROTATIONS:
+        raise PacimError(f"unknown rotation {rotation!r}; one of {', '.join(ROTATIONS)}")
+    if rotation == "none":
+        return {}
+    dims = {site: model.blocks[0].fused[site].shape[1] for site in SITES}
+    rots = {site: BlockHadamard.for_dim(d) for site, d in dims.items()}
+    return {site: r for site, r in rots.items() if not r.identity}
 
 
 def static_qparams(lo: float, hi: float, bits: int) -> tuple[float, float]:
@@ -95,10 +112,15 @@ class _WindowSpikes:
 class CalibrationRecorder(Hooks):
     """FP hooks that collect per-row min/max at every site and find spike tokens online."""
 
-    def __init__(self, eta: float = DEFAULT_ETA) -> None:
+    def __init__(
+        self, eta: float = DEFAULT_ETA, rotations: dict[str, BlockHadamard] | None = None
+    ) -> None:
         self.eta = float(eta)
-        self.row_min: dict[Site, list[np.ndarray]] = {}
+        self.rotations = rotations or {}
+        self.row_min: dict[Site, list[np.ndarray]] = {}  # of the unrotated inputs
         self.row_max: dict[Site, list[np.ndarray]] = {}
+        self.rot_min: dict[Site, list[np.ndarray]] = {}  # of the rotated inputs
+        self.rot_max: dict[Site, list[np.ndarray]] = {}
         self.windows: list[_WindowSpikes | None] = []  # one entry per window
         self.offsets: list[int] = []
         self._rows_seen = 0
@@ -136,6 +158,11 @@ class CalibrationRecorder(Hooks):
         """Row min/max of every site; spike candidates at down-projection inputs."""
         self.row_min.setdefault((layer, site), []).append(x.min(axis=1))
         self.row_max.setdefault((layer, site), []).append(x.max(axis=1))
+        rot = self.rotations.get(site)
+        if rot is not None:
+            xr = rot.apply(x)
+            self.rot_min.setdefault((layer, site), []).append(xr.min(axis=1))
+            self.rot_max.setdefault((layer, site), []).append(xr.max(axis=1))
         if site == "ffn_act" and self._win is None:
             rows = np.flatnonzero(spike_ratio(token_max(x)) > self.eta)
             self._cand = (layer, rows, x[rows].astype(np.float64)) if rows.size else None
@@ -187,13 +214,18 @@ class SpikePlan:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Static activation ranges per site (naive: all rows; clean: spike rows excluded)."""
+    """Static activation ranges per site.
+
+    ``ranges_all``: all rows, unrotated inputs (naive). ``ranges_clean``: spike rows excluded,
+    inputs rotated by ``rotation`` (insertquant).
+    """
 
     n_layers: int
     tokens: int
     ranges_all: dict[Site, tuple[float, float]] = field(repr=False)
     ranges_clean: dict[Site, tuple[float, float]] = field(repr=False)
     plan: SpikePlan
+    rotation: str = "none"
 
 
 def calibrate(
@@ -201,12 +233,14 @@ def calibrate(
     windows: Iterable[np.ndarray],
     *,
     eta: float = DEFAULT_ETA,
+    rotation: str = "none",
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
     """Run the FP model over calibration windows; build the ranges and the spike plan."""
     if not eta > 1:
         raise PacimError(f"eta must be > 1, got {eta}")
-    rec = CalibrationRecorder(eta)
+    rots = site_rotations(model, rotation)
+    rec = CalibrationRecorder(eta, rots)
     n_tok = 0
     for w in windows:
         model.hidden(w, rec)
@@ -226,17 +260,27 @@ def calibrate(
         lo_rows = np.concatenate(mins)
         hi_rows = np.concatenate(rec.row_max[key])
         ranges_all[key] = (float(lo_rows.min()), float(hi_rows.max()))
+        if key[1] in rots:
+            lo_rows = np.concatenate(rec.rot_min[key])
+            hi_rows = np.concatenate(rec.rot_max[key])
         if plan.excluded(*key) and not spike_row.all():
             lo_rows, hi_rows = lo_rows[~spike_row], hi_rows[~spike_row]
         ranges_clean[key] = (float(lo_rows.min()), float(hi_rows.max()))
     if plan.active:
+        # what the clamp at birth removes from the spike tokens' down-projection output, in the
+        # (rotated) domain the quantizer clips in: (x R - clip(x R)) (W R)^T
         use = [w for w in rec.windows if w is not None and w.birth == plan.birth]
         x = np.concatenate([w.birth_x for w in use], axis=0)
+        w_down = model.blocks[plan.birth].fused["ffn_act"]
+        rot = rots.get("ffn_act")
+        if rot is not None:
+            x, w_down = rot.apply(x).astype(np.float64), rot.apply(w_down)
         lo, hi = ranges_clean[(plan.birth, "ffn_act")]
         removed = (x - np.clip(x, lo, hi)).mean(axis=0)
-        w_down = model.blocks[plan.birth].fused["ffn_act"].astype(np.float64)
-        plan = replace(plan, delta=(removed @ w_down.T).astype(np.float32))
-    return Calibration(model.config.n_layers, n_tok, ranges_all, ranges_clean, plan)
+        plan = replace(plan, delta=(removed @ w_down.astype(np.float64).T).astype(np.float32))
+    return Calibration(
+        model.config.n_layers, n_tok, ranges_all, ranges_clean, plan, rotation=rotation
+    )
 
 
 def _plan(model: LlamaModel, rec: CalibrationRecorder, eta: float) -> SpikePlan:
@@ -281,17 +325,27 @@ def _plan(model: LlamaModel, rec: CalibrationRecorder, eta: float) -> SpikePlan:
 # quantized inference
 # ---------------------------------------------------------------------------------------------
 class QuantizedWeights:
-    """Per-tensor quantized weights of every linear: codes (for the macro) and fake-quant floats."""
+    """Per-tensor quantized weights of every linear: codes (for the macro) and fake-quant floats.
 
-    def __init__(self, model: LlamaModel, wbits: int) -> None:
+    With ``rotation="hadamard"`` each weight W is quantized as ``W R`` (R: its site's rotation).
+    """
+
+    def __init__(self, model: LlamaModel, wbits: int, rotation: str = "none") -> None:
         self.wbits = check_bits(wbits, "wbits")
+        self.rotation = rotation
+        self.rotations = site_rotations(model, rotation)
         self.q: list[dict[str, list[QTensor]]] = []
         self.fused: list[dict[str, np.ndarray]] = []
         for b in model.blocks:
             qd: dict[str, list[QTensor]] = {}
             fd: dict[str, np.ndarray] = {}
             for site, names in SITE_LINEARS.items():
-                qs = [quantize(b.linears[n], self.wbits, name=n) for n in names]
+                rot = self.rotations.get(site)
+                qs = [
+                    quantize(b.linears[n] if rot is None else rot.apply(b.linears[n]),
+                             self.wbits, name=n)
+                    for n in names
+                ]  # fmt: skip
                 qd[site] = qs
                 fd[site] = np.concatenate([q.dequantize().astype(np.float32) for q in qs], axis=0)
             self.q.append(qd)
@@ -329,7 +383,9 @@ class QuantHooks(Hooks):
     """naive / insertquant / insertquant+pac inference.
 
     ``capture(layer, site, x)`` receives, for every site, the float activation the quantizer
-    represents (non-bypassed rows, clipped to the static range).
+    represents (non-bypassed rows, rotated when the weights are, clipped to the static range).
+    ``naive`` needs unrotated weights; the insertquant modes need weights rotated like the
+    calibration.
     """
 
     def __init__(
@@ -351,6 +407,12 @@ class QuantHooks(Hooks):
         self.operand = int(operand)
         self.iq = mode.startswith("insertquant")
         self.pac = mode == "insertquant+pac"
+        want = calib.rotation if self.iq else "none"
+        if weights.rotation != want:
+            raise PacimError(
+                f"{mode} needs weights with rotation {want!r}, got {weights.rotation!r}"
+            )
+        self.rotations = weights.rotations
         ranges = calib.ranges_clean if self.iq else calib.ranges_all
         self.qparams = {k: static_qparams(lo, hi, self.bits) for k, (lo, hi) in ranges.items()}
         self.plan = calib.plan
@@ -399,7 +461,10 @@ class QuantHooks(Hooks):
                 self._keep[rows] = False
                 self.spike_rows_seen += int(rows.size)
         bypass = self.rows is not None and p.templated(layer)
-        self._xfloat = x if bypass else None
+        self._xfloat = x if bypass else None  # spike rows: float, unrotated
+        rot = self.rotations.get(site)
+        if rot is not None:
+            x = rot.apply(x)
         xq = x[self._keep] if bypass else x
         scale, bias = self.qparams[(layer, site)]
         xc = np.clip(xq, bias, bias + scale)

@@ -3,8 +3,11 @@
 Every linear layer (``blk.<i>.attn_q`` ... ``blk.<i>.ffn_down`` and the tied ``output`` head) is a
 ``linear`` Layer carrying its float weight (out, in) and the float input it receives in the
 INSERTQUANT-quantized model on the evaluation text: the activation the static quantizer
-represents (clipped to the calibrated range). Spike-token rows inside the template span are
-pre-computed by INSERTQUANT, not run on the macro, so those layers have ``tokens - n_spike`` rows.
+represents (clipped to the calibrated range). With the default Hadamard rotation both are in the
+rotated domain (input ``x R``, weight ``W R``; same product), and the rotation's additions are
+reported in ``meta["rotation_adds"]`` (digital periphery work, not mapped). Spike-token rows
+inside the template span are pre-computed by INSERTQUANT, not run on the macro, so those layers
+have ``tokens - n_spike`` rows.
 The activation x activation products of attention (``attn_qk`` = Q K^T, ``attn_pv`` = P V, all
 heads, dense) are ``matmul`` Layers: counted, never mapped to the macro.
 """
@@ -36,12 +39,13 @@ def smollm2_workload(
     model: str = "smollm2-135m",
     seed: int = 0,
     include_head: bool = True,
+    rotation: str = "hadamard",
 ) -> Workload:
     """Workload of every linear layer of the model on ``tokens`` evaluation tokens.
 
     ``bits``: activation bits of the INSERTQUANT model the inputs are captured from (weights at
     8 bits). ``seed`` 0 takes the first tokens of the shipped evaluation text; another seed picks
-    a random window of it.
+    a random window of it. ``rotation``: insertquant's input rotation ("hadamard" or "none").
     """
     if tokens < 2:
         raise PacimError(f"tokens must be >= 2, got {tokens}")
@@ -53,24 +57,29 @@ def smollm2_workload(
         raise PacimError(f"{label} has only {ids.size} tokens, fewer than tokens={tokens}")
     off = 0 if seed == 0 else int(np.random.default_rng(seed).integers(0, ids.size - tokens + 1))
     window = ids[off : off + tokens]
-    calib = get_calibration(model, calibration_windows(tok), eta=64.0)
+    calib = get_calibration(model, calibration_windows(tok), eta=64.0, rotation=rotation)
+    weights = get_weights(model, WEIGHT_BITS, rotation)
     captured: dict[tuple[int, str], np.ndarray] = {}
 
     def capture(layer: int, site: str, x: np.ndarray) -> None:
         captured[(layer, site)] = np.ascontiguousarray(x, dtype=np.float32)
 
-    hooks = QuantHooks(
-        calib, get_weights(model, WEIGHT_BITS), "insertquant", bits=bits, capture=capture
-    )
+    hooks = QuantHooks(calib, weights, "insertquant", bits=bits, capture=capture)
     hidden = lm.hidden(window, hooks)
     t = int(window.size)
     hd, nh = cfg.head_dim, cfg.n_heads
+    rotation_adds = sum(
+        captured[(i, site)].shape[0] * r.adds_per_row
+        for i in range(cfg.n_layers)
+        for site, r in weights.rotations.items()
+    )
     layers: list[Layer] = []
     for i, blk in enumerate(lm.blocks):
 
         def lin(site: str, name: str, i: int = i, blk=blk) -> Layer:  # noqa: ANN001
             x = captured[(i, site)]
-            w = blk.linears[name]
+            rot = weights.rotations.get(site)
+            w = blk.linears[name] if rot is None else rot.apply(blk.linears[name])
             return linear_layer(
                 f"blk.{i}.{name}", x.shape[0], w.shape[1], w.shape[0], weight=w, x=x
             )
@@ -99,6 +108,9 @@ def smollm2_workload(
         "captured_from": "insertquant",
         "spike_plan": calib.plan.summary(),
         "spike_tokens": hooks.spike_rows_seen,
+        "rotation": rotation,
+        "rotation_blocks": {s: r.block for s, r in weights.rotations.items()},
+        "rotation_adds": int(rotation_adds),
         "attention": "attn_qk / attn_pv are dense activation x activation products (not mapped)",
     }
     return Workload(name=f"{model}-{t}", layers=tuple(layers), meta=meta)
