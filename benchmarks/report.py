@@ -66,10 +66,13 @@ def _paper_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                          "kind": "predicted (error study)"})
     llm = results.get("llm_eval", {}).get("figures", {})
     if llm:
+        fp = llm.get("ppl_fp")
         for k, v in llm.items():
             if k.startswith("ppl_") and isinstance(v, (int, float)):
-                rows.append({"claim": f"INSERTQUANT perplexity {k[4:]}", "paper": None,
-                             "pacim": v, "kind": "measured (SmolLM2-135M)"})
+                diff = f"{v / fp - 1:+.1%} vs fp" if fp and k != "ppl_fp" and v < 10 * fp else "-"
+                rows.append({"claim": f"SmolLM2-135M W8A8 perplexity, {k[4:]}", "paper": None,
+                             "pacim": v, "diff": diff,
+                             "kind": "measured (insertquant: with the Hadamard rotation)"})
     return rows
 
 

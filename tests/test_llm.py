@@ -136,9 +136,12 @@ class _ExactCheck(QuantHooks):
 def test_pac_macro_path(smol: Any) -> None:
     model, tok = smol
     cal = get_calibration("smollm2-135m", calibration_windows(tok))
-    w = get_weights("smollm2-135m", 8, cal.rotation)
+    w = get_weights("smollm2-135m", 8)
+    assert cal.rotation == w.rotation == "hadamard"  # the defaults agree
     with pytest.raises(PacimError, match="needs weights with rotation"):
-        QuantHooks(cal, get_weights("smollm2-135m", 8), "insertquant")
+        QuantHooks(cal, get_weights("smollm2-135m", 8, "none"), "insertquant")
+    with pytest.raises(PacimError, match="needs weights with rotation"):
+        QuantHooks(cal, w, "naive")
     ids = tok.encode(EVAL_TEXT.read_text(encoding="utf-8"))[:64]
     exact = _ExactCheck(cal, w, "insertquant+pac", operand=8)
     nll8 = model.nll(ids, exact).mean()

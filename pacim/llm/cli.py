@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from pacim.errors import PacimError
+from pacim.llm.rotation import DEFAULT_ROTATION, ROTATIONS
 
 
 class LLMError(click.ClickException):
@@ -56,8 +57,8 @@ def llm_group() -> None:
 @click.option("--calib-tokens", default=1024, show_default=True, type=click.IntRange(2))
 @click.option("--eta", default=64.0, show_default=True, type=float,
               help="spike threshold: token max / median token max")
-@click.option("--rotation", default="hadamard", show_default=True,
-              type=click.Choice(["hadamard", "none"]),
+@click.option("--rotation", default=DEFAULT_ROTATION, show_default=True,
+              type=click.Choice(list(ROTATIONS)),
               help="insertquant's online block-Hadamard rotation of the quantized inputs "
                    "(none: INSERTQUANT as in the paper)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),

@@ -29,7 +29,7 @@ from pacim.llm.insertquant import (
     site_name,
 )
 from pacim.llm.model import SITE_LINEARS, LlamaModel
-from pacim.llm.rotation import ROTATIONS
+from pacim.llm.rotation import DEFAULT_ROTATION, ROTATIONS
 from pacim.llm.tokenizer import Tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -55,7 +55,7 @@ def get_calibration(
     windows: Sequence[np.ndarray],
     *,
     eta: float = 64.0,
-    rotation: str = "hadamard",
+    rotation: str = DEFAULT_ROTATION,
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
     """Calibrate once per (model, calibration windows, eta, rotation) in this process."""
@@ -69,7 +69,7 @@ def get_calibration(
     return _CALIBRATED[key]
 
 
-def get_weights(model: str, wbits: int, rotation: str = "none") -> QuantizedWeights:
+def get_weights(model: str, wbits: int, rotation: str = DEFAULT_ROTATION) -> QuantizedWeights:
     """Per-tensor quantized weights, once per (model, wbits, rotation) in this process."""
     key = (model, wbits, rotation)
     if key not in _WEIGHTS:
@@ -124,7 +124,7 @@ class EvalConfig:
     ctx: int = 512
     calib_tokens: int = 1024
     eta: float = 64.0
-    rotation: str = "hadamard"  # insertquant's input rotation ("none": the paper's method only)
+    rotation: str = DEFAULT_ROTATION  # insertquant's input rotation ("none": the paper's method)
 
     def check(self) -> EvalConfig:
         """Validate; return self."""

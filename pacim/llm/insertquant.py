@@ -45,7 +45,7 @@ import numpy as np
 
 from pacim.errors import PacimError
 from pacim.llm.model import SITE_LINEARS, SITES, Hooks, LlamaModel
-from pacim.llm.rotation import ROTATIONS, BlockHadamard
+from pacim.llm.rotation import DEFAULT_ROTATION, ROTATIONS, BlockHadamard
 from pacim.quant import SCALE_EPS, QTensor, check_bits, quantize, quantize_with
 
 MODES: tuple[str, ...] = ("fp", "naive", "insertquant", "insertquant+pac")
@@ -225,7 +225,7 @@ class Calibration:
     ranges_all: dict[Site, tuple[float, float]] = field(repr=False)
     ranges_clean: dict[Site, tuple[float, float]] = field(repr=False)
     plan: SpikePlan
-    rotation: str = "none"
+    rotation: str = DEFAULT_ROTATION
 
 
 def calibrate(
@@ -233,7 +233,7 @@ def calibrate(
     windows: Iterable[np.ndarray],
     *,
     eta: float = DEFAULT_ETA,
-    rotation: str = "none",
+    rotation: str = DEFAULT_ROTATION,
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
     """Run the FP model over calibration windows; build the ranges and the spike plan."""
@@ -330,7 +330,9 @@ class QuantizedWeights:
     With ``rotation="hadamard"`` each weight W is quantized as ``W R`` (R: its site's rotation).
     """
 
-    def __init__(self, model: LlamaModel, wbits: int, rotation: str = "none") -> None:
+    def __init__(
+        self, model: LlamaModel, wbits: int, rotation: str = DEFAULT_ROTATION
+    ) -> None:
         self.wbits = check_bits(wbits, "wbits")
         self.rotation = rotation
         self.rotations = site_rotations(model, rotation)

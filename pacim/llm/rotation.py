@@ -23,6 +23,7 @@ import numpy as np
 from pacim.errors import PacimError
 
 ROTATIONS: tuple[str, ...] = ("hadamard", "none")
+DEFAULT_ROTATION = "hadamard"
 
 
 @lru_cache(maxsize=16)

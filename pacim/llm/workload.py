@@ -27,6 +27,7 @@ from pacim.llm.eval import (
 )
 from pacim.llm.insertquant import QuantHooks
 from pacim.llm.model import SITE_LINEARS
+from pacim.llm.rotation import DEFAULT_ROTATION
 from pacim.workloads.ir import Layer, Workload, linear_layer, matmul_layer
 
 WEIGHT_BITS = 8
@@ -39,7 +40,7 @@ def smollm2_workload(
     model: str = "smollm2-135m",
     seed: int = 0,
     include_head: bool = True,
-    rotation: str = "hadamard",
+    rotation: str = DEFAULT_ROTATION,
 ) -> Workload:
     """Workload of every linear layer of the model on ``tokens`` evaluation tokens.
 
