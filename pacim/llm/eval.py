@@ -29,7 +29,7 @@ from pacim.llm.insertquant import (
     site_name,
 )
 from pacim.llm.model import SITE_LINEARS, LlamaModel
-from pacim.llm.rotation import DEFAULT_ROTATION, ROTATIONS
+from pacim.llm.rotation import DEFAULT_ROTATION, check_rotation
 from pacim.llm.tokenizer import Tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -131,10 +131,7 @@ class EvalConfig:
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise PacimError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
-        if self.rotation not in ROTATIONS:
-            raise PacimError(
-                f"unknown rotation {self.rotation!r}; choose from {', '.join(ROTATIONS)}"
-            )
+        check_rotation(self.rotation)
         for name in ("bits", "wbits"):
             v = getattr(self, name)
             if not 1 <= v <= 16:

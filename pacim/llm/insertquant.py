@@ -45,7 +45,7 @@ import numpy as np
 
 from pacim.errors import PacimError
 from pacim.llm.model import SITE_LINEARS, SITES, Hooks, LlamaModel
-from pacim.llm.rotation import DEFAULT_ROTATION, ROTATIONS, BlockHadamard
+from pacim.llm.rotation import DEFAULT_ROTATION, BlockHadamard, check_rotation
 from pacim.quant import SCALE_EPS, QTensor, check_bits, quantize, quantize_with
 
 MODES: tuple[str, ...] = ("fp", "naive", "insertquant", "insertquant+pac")
@@ -71,9 +71,7 @@ def max_median_ratio(m: np.ndarray) -> float:
 
 def site_rotations(model: LlamaModel, rotation: str) -> dict[str, BlockHadamard]:
     """The input rotation of every site (empty for ``rotation="none"``)."""
-    if rotation not in ROTATIONS:
-        raise PacimError(f"unknown rotation {rotation!r}; one of {', '.join(ROTATIONS)}")
-    if rotation == "none":
+    if check_rotation(rotation) == "none":
         return {}
     dims = {site: model.blocks[0].fused[site].shape[1] for site in SITES}
     rots = {site: BlockHadamard.for_dim(d) for site, d in dims.items()}

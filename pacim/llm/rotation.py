@@ -26,6 +26,13 @@ ROTATIONS: tuple[str, ...] = ("hadamard", "none")
 DEFAULT_ROTATION = "hadamard"
 
 
+def check_rotation(rotation: str) -> str:
+    """Return ``rotation`` if it is one of ROTATIONS, else raise a PacimError naming them."""
+    if rotation not in ROTATIONS:
+        raise PacimError(f"unknown rotation {rotation!r}; choose from {', '.join(ROTATIONS)}")
+    return rotation
+
+
 @lru_cache(maxsize=16)
 def hadamard(n: int) -> np.ndarray:
     """Normalized Sylvester Hadamard matrix of order n (a power of two): H H^T = I, H = H^T."""
