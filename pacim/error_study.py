@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .macro.core import _approx_term, digital_set, macro_mac, pair_weights
+from .macro.core import approx_term, digital_set, macro_mac, pair_weights
 from .pipeline import layer_operands
 from .workloads.ir import Layer, Workload
 
@@ -52,12 +52,12 @@ def study_layer(layer: Layer, operands: Sequence[int], xbit: int = 8, wbit: int 
         nd = ~digital_set(xbit, wbit, op)
         per: dict[str, Any] = {}
         for ap in APPROXES:
-            err = digital + _approx_term(ap, nd, sx, sw, n, xbit, wbit) - exact
+            err = digital + approx_term(ap, nd, sx, sw, n, xbit, wbit) - exact
             sq = float(np.sum(err * err))
             per[ap] = {"sq_err": sq, "rmse": math.sqrt(sq / err.size),
                        "rel_rmse": math.sqrt(sq / ref_sq) if ref_sq else 0.0,
                        "sqnr_db": 10 * math.log10(ref_sq / sq) if sq else math.inf}
-        pac_err = digital + _approx_term("pac", nd, sx, sw, n, xbit, wbit) - exact
+        pac_err = digital + approx_term("pac", nd, sx, sw, n, xbit, wbit) - exact
         per["pac"]["std"] = float(pac_err.std())
         per["pac"]["mean"] = float(pac_err.mean())
         per["pac"]["hypergeometric_std"] = hypergeometric_std(sx, sw, n, nd)

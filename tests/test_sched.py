@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from pacim.arch import load_arch
-from pacim.functional import MacroStats
+from pacim.macro.stats import MacroStats
 from pacim.sched import (
     DEFAULT_NO_DATA,
     TRACE_COLUMNS,

@@ -13,6 +13,7 @@ from .core import (
     pac_mac,
     speculation,
 )
+from .stats import MacroStats
 
 __all__ = [
     "APPROX_METHODS",
@@ -27,4 +28,5 @@ __all__ = [
     "pac_mac",
     "plane_counts",
     "speculation",
+    "MacroStats",
 ]

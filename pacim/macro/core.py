@@ -191,7 +191,7 @@ def _approx_matrix(nd: np.ndarray, xbit: int, wbit: int) -> np.ndarray:
     return pair_weights(xbit, wbit) * nd
 
 
-def _approx_term(
+def approx_term(
     approx: str, nd: np.ndarray, sx: np.ndarray, sw: np.ndarray, n: int, xbit: int, wbit: int
 ) -> np.ndarray | float:
     """Sum over approximated pairs nd of 2^(i+j) * term, (P, K) or a scalar."""
@@ -257,7 +257,7 @@ def macro_mac(
     mac = _msb_gemm(qx, qw, shx, shw, xbit - shx, wbit - shw)
     if shx + shw:
         mac *= float(1 << (shx + shw))
-    mac += _approx_term(approx, ~d, sx, sw, n, xbit, wbit)
+    mac += approx_term(approx, ~d, sx, sw, n, xbit, wbit)
 
     n_digital = int(d.sum())
     cycles = np.full(qx.shape[0], n_digital, dtype=np.int16)
@@ -268,7 +268,7 @@ def macro_mac(
         for lv, d_lv in enumerate(sets):
             rows = np.flatnonzero(levels == lv)
             if rows.size and moved[lv].any():
-                mac[rows] += _approx_term(approx, moved[lv], sx[rows], sw, n, xbit, wbit)
+                mac[rows] += approx_term(approx, moved[lv], sx[rows], sw, n, xbit, wbit)
                 cycles[rows] = int(d_lv.sum())
         mac -= _moved_exact(qx, qw, levels, moved, xbit)
     vals, cnts = np.unique(cycles, return_counts=True)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..arch import Arch
-from ..functional import MacroStats
 from ..macro.core import pac_products_by_cycles
+from ..macro.stats import MacroStats
 from ..workloads.ir import Layer, Workload
 from .counts import LEVELS, LayerCounts, empty_traffic
 from .engine import Engine, Task

@@ -11,7 +11,7 @@ from math import gcd
 import numpy as np
 
 from ..arch import Arch
-from ..functional import MacroStats
+from ..macro.stats import MacroStats
 from ..workloads.ir import Layer
 
 # --no-data defaults. The dynamic-level mix (digital cycles -> fraction of output positions) was
