@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from pacim.errors import PacimError  # noqa: E402
 from pacim.functional import conv2d  # noqa: E402
+from pacim.macro import prepare_weight  # noqa: E402
 from pacim.workloads.onnx import (  # noqa: E402
     MacroConfig,
     OnnxNet,
-    PreparedWeight,
     from_onnx,
     macro_conv2d,
 )
@@ -265,7 +265,7 @@ def test_batched_conv_equals_functional_conv2d_per_image(operand, dynamic, strid
     x = np.maximum(rng.standard_normal((3, 16, 9, 9)), 0) * 40 + rng.random((3, 1, 1, 1))
     w = rng.standard_normal((8, 16, 3, 3))
     b = rng.standard_normal(8)
-    y = macro_conv2d(x, PreparedWeight.of(w, 8), (3, 3), b, stride=stride, pads=(pad,) * 4,
+    y = macro_conv2d(x, prepare_weight(w, 8), (3, 3), b, stride=stride, pads=(pad,) * 4,
                      xbit=8, operand=operand, approx="pac", dynamic=dynamic)
     for i in range(3):
         ref = conv2d(x[i:i + 1], w, b, stride=stride, padding=pad, operand=operand,

@@ -155,3 +155,22 @@ def test_layer_memory_keys_match_the_summary():
         assert set(la["memory"]["by_level"]["main"]) == set(top)
     assert sum(la["memory"]["by_level"]["main"]["reads_bits"] for la in rep["layers"]) == \
         top["reads_bits"]
+
+
+def test_prepared_operands_are_reused_and_frozen():
+    """A repeated simulation reuses each layer's prepared operands, bit for bit; the layer's
+    tensors are frozen when first prepared, so the cache cannot go stale."""
+    from pacim.pipeline import clear_prepared, layer_operands
+
+    arch = pacim.load_arch("pacim_65nm")
+    wl = pacim.load_workload("workloads/tiny_cnn.yaml")
+    first = pacim.simulate(arch, wl).to_dict()
+    layer = next(la for la in wl.layers if la.mapped)
+    act, pw = layer_operands(layer, 8, 8)
+    assert layer_operands(layer, 8, 8)[1] is pw
+    with pytest.raises(ValueError, match="read-only"):
+        layer.weight[(0,) * layer.weight.ndim] = 1.0
+    assert pacim.simulate(arch, wl).to_dict() == first
+    clear_prepared()
+    assert layer_operands(layer, 8, 8)[1] is not pw
+    assert pacim.simulate(arch, wl).to_dict() == first
