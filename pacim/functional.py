@@ -51,10 +51,9 @@ def _weight(w: Any, wbit: int, ndim: int) -> PreparedWeight:
             raise ValueError(f"w is a prepared {'conv' if w.conv else 'linear'} weight; "
                              f"this layer needs a {kind} weight")
         return w
-    a = check_finite(w, "w")
-    if a.ndim != ndim:
-        raise ValueError(f"w must be {ndim}-D, got shape {a.shape}")
-    return prepare_weight(a, check_bits(wbit, "wbit"))
+    if np.ndim(w) != ndim:
+        raise ValueError(f"w must be {ndim}-D, got shape {np.shape(w)}")
+    return prepare_weight(w, check_bits(wbit, "wbit"))
 
 
 def _input(x: Any, ndim: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .arch import Arch, load_arch
 from .errors import PacimError
+from .macro.kernels import error_sums
 from .macro.layer import apply
 from .macro.operands import (
     Activations,
@@ -67,10 +68,11 @@ def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerA
     dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
     y, stats = apply(act, pw, bias, operand=full if exact else arch.operand,
                      approx=arch.pac.approx, dynamic=dyn)
-    ref = y if exact else apply(act, pw, bias, operand=full, approx="truncate", stats=False)[0]
-    err = y - ref
-    acc = LayerAccuracy(float(np.sum(err * err)), float(np.sum(ref * ref)), int(err.size))
-    return stats, acc
+    if exact:
+        return stats, LayerAccuracy(0.0, float(np.vdot(y, y)), int(y.size))
+    ref = apply(act, pw, bias, operand=full, approx="truncate", stats=False)[0]
+    sq_err, sq_ref = error_sums(y, ref)  # outputs stay in (rows, K) order: only sums are kept
+    return stats, LayerAccuracy(float(sq_err), float(sq_ref), int(y.size))
 
 
 # Prepared operands per (layer, bits), kept while the layer lives: repeated simulations of one

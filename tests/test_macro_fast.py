@@ -187,3 +187,23 @@ def test_linear_against_reference_with_many_words():
     r = macro_mac(qx, qw, xbit=8, wbit=8, operand=4)
     r2 = macro_mac(qx, qw, xbit=8, wbit=8, operand=4, x_counts=r.x_counts, w_counts=r.w_counts)
     assert np.array_equal(r.mac, r2.mac)
+
+
+@pytest.mark.parametrize("n,xbit,wbit", [(5000, 8, 8), (300, 8, 8), (100, 16, 16), (64, 12, 5)])
+def test_exact_gemm_plans_are_exact(n, xbit, wbit):
+    """float32 in weight digits over N chunks (8b x 8b, N above 4386), float64 for 16 bits."""
+    from pacim.macro.engine import gemm_plan
+
+    rng = np.random.default_rng(n)
+    qx = rng.integers(0, 1 << xbit, (7, n)).astype(np.uint16 if xbit > 8 else np.uint8)
+    qw = rng.integers(0, 1 << wbit, (3, n)).astype(np.uint16 if wbit > 8 else np.uint8)
+    qx[0] = (1 << xbit) - 1  # the largest possible dot product
+    qw[0] = (1 << wbit) - 1
+    ref = qx.astype(np.int64) @ qw.T.astype(np.int64)
+    from pacim.macro import exact_mac
+
+    assert np.array_equal(exact_mac(qx, qw, xbit=xbit, wbit=wbit), ref)
+    dt, digit, chunk = gemm_plan(xbit, wbit, n)
+    assert (dt, digit is None) == ((np.float64, True) if xbit == 16 else (np.float32, n < 300))
+    if n == 5000:
+        assert chunk < n  # several chunks

@@ -35,15 +35,16 @@ from .core import (
 from .operands import Activations, PreparedWeight
 
 ROW_BLOCK_ELEMS = 1 << 22  # im2col elements per GEMM block (16 MB in float32): bounds memory
-_SCRATCH = threading.local()  # the unfold buffer, reused: a fresh 7 MB buffer page-faults (0.4 ms)
+_SCRATCH = threading.local()  # work buffers, reused: a fresh 7 MB buffer page-faults (0.4 ms)
 
 
-def _scratch(rows: int, n: int, dtype: type) -> np.ndarray:
+def _scratch(key: str, rows: int, n: int, dtype: type) -> np.ndarray:
     """A (rows, n) work buffer of this thread, reused across calls (grown when too small)."""
     need = rows * n * np.dtype(dtype).itemsize
-    buf = getattr(_SCRATCH, "buf", None)
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(key)
     if buf is None or buf.size < need:
-        buf = _SCRATCH.buf = np.empty(need, dtype=np.uint8)
+        buf = bufs[key] = np.empty(need, dtype=np.uint8)
     return buf[:need].view(dtype).reshape(rows, n)
 
 
@@ -77,28 +78,58 @@ class MacParts:
         return out
 
 
+def gemm_plan(hx: int, hw: int, n: int) -> tuple[type, int | None, int]:
+    """How to make sum_n x w exact for hx-bit x, hw-bit w: (dtype, weight digit bits, N chunk).
+
+    float32 when the largest dot product is below 2^24; else the weight in two digits of
+    d = ceil(hw/2) bits, each digit's GEMM in float32 over N chunks that keep it below 2^24
+    (as fast as one float64 GEMM at twice the width, half the operand bytes); else float64.
+    """
+    mx = (1 << hx) - 1
+    bound = mx * ((1 << hw) - 1) * n
+    if bound < F32_EXACT:
+        return np.float32, None, n
+    d = (hw + 1) // 2
+    chunk = (F32_EXACT - 1) // (mx * ((1 << d) - 1))
+    if hw >= 2 and chunk >= 256:
+        return np.float32, d, min(chunk, n)
+    if bound >= F64_EXACT:
+        raise ValueError(f"dot product of length {n} at {hx}x{hw} bits overflows exact float64")
+    return np.float64, None, n
+
+
 def digital_gemm(act: Activations, pw: PreparedWeight, shx: int, shw: int) -> np.ndarray:
     """Exact sum_n (x >> shx)(w >> shw) for every row and column: (P, K), float32 or float64."""
-    n = act.n
-    bound = ((1 << (act.bits - shx)) - 1) * ((1 << (pw.bits - shw)) - 1) * n
-    if bound >= F64_EXACT:
-        raise ValueError(f"dot product of length {n} at {act.bits - shx}x{pw.bits - shw} bits "
-                         "overflows exact float64")
-    dt = np.float32 if bound < F32_EXACT else np.float64
-    wm = pw.msb(shw, dt).T  # (N, K) view: BLAS reads the (K, N) rows transposed
-    p = act.rows
+    n, k, p = act.n, pw.k, act.rows
+    dt, digit, chunk = gemm_plan(act.bits - shx, pw.bits - shw, n)
+    if digit is None:
+        wm = pw.msb(shw, dt).T  # (N, K) view: BLAS reads the (K, N) rows transposed
+    else:
+        wm = pw.digits(shw, digit).T  # (N, 2K): high digits, then low digits
     b, hp, wp, c = act.codes.shape
     ho, wo = act.out_hw
     flat = act.codes.reshape(-1)
     shift = act.codes.dtype.type(shx)
-    out = np.empty((p, pw.k), dtype=dt)
+    out = np.empty((p, k), dtype=dt if digit is None else np.float64)
     step = max(1, ROW_BLOCK_ELEMS // n)
-    buf = _scratch(min(step, p), n, dt)
+    buf = _scratch("cols", min(step, p), n, dt)
     for r0 in range(0, p, step):
         r1 = min(r0 + step, p)
+        cols = buf[: r1 - r0]
         kernels.unfold_shifted(flat, hp, wp, c, *act.kernel, act.stride, ho, wo, shift, r0, r1,
-                               buf)
-        np.matmul(buf[: r1 - r0], wm, out=out[r0:r1])
+                               cols)
+        if digit is None:
+            np.matmul(cols, wm, out=out[r0:r1])
+            continue
+        o = out[r0:r1]
+        g = _scratch("digits", r1 - r0, 2 * k, np.float32)
+        for n0 in range(0, n, chunk):  # exact per chunk; chunks add up in float64
+            np.matmul(cols[:, n0:n0 + chunk], wm[n0:n0 + chunk], out=g)
+            if n0 == 0:
+                np.multiply(g[:, :k], float(1 << digit), out=o)
+            else:
+                o += g[:, :k] * float(1 << digit)
+            o += g[:, k:]
     return out
 
 

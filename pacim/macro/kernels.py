@@ -347,6 +347,21 @@ def finish_nchw(dig, scale, left, right, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def error_sums(y, ref):  # pragma: no cover - compiled
+    """(sum (y - ref)^2, sum ref^2) over two equal-shape 2-D arrays, in one pass."""
+    se = 0.0
+    sr = 0.0
+    for p in range(y.shape[0]):
+        a = y[p]
+        b = ref[p]
+        for k in range(a.shape[0]):
+            e = a[k] - b[k]
+            se += e * e
+            sr += b[k] * b[k]
+    return se, sr
+
+
+@njit(cache=True)
 def row_plane_counts(q, bits):  # pragma: no cover - compiled
     """Ones of each bit-plane along each row of a (P, N) code matrix: int64 (P, bits)."""
     p_, n_ = q.shape

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..quant import SCALE_EPS, QTensor, check_bits, check_finite, uint_dtype
+from ..quant import SCALE_EPS, QTensor, check_bits, uint_dtype
 from . import kernels
 
 Policy = Literal["tensor", "sample"]
@@ -86,6 +86,15 @@ class PreparedWeight:
             self._derived[key] = _frozen(m)
         return self._derived[key]
 
+    def digits(self, shift: int, d: int) -> np.ndarray:
+        """(2K, N) float32: the codes >> shift split into a high and a low d-bit digit."""
+        key = ("digits", shift, d)
+        if key not in self._derived:
+            q = self.matrix >> shift
+            m = np.concatenate([q >> d, q & ((1 << d) - 1)]).astype(np.float32)
+            self._derived[key] = _frozen(m)
+        return self._derived[key]
+
     def packed(self, planes: tuple[int, ...]) -> np.ndarray:
         """Bit-packed planes as uint64 (len(planes), kh*kw*words, K), K innermost (popcount)."""
         key = ("bits", planes)
@@ -116,15 +125,24 @@ def prepare_weight(w: np.ndarray | QTensor, wbit: int = 8, *, name: str = "w") -
         return w
     if isinstance(w, QTensor):
         q, bits, scale, bias = np.asarray(w.q), w.bits, float(w.scale), float(w.bias)
-        if q.ndim not in (2, 4) or q.size == 0:
+        if q.ndim not in (2, 4) or q.size == 0 or q.dtype.kind not in "ui":
             raise ValueError(f"{name} must be a non-empty 2-D or 4-D code tensor, got {q.shape}")
+        if int(q.min()) < 0 or int(q.max()) >= (1 << bits):
+            raise ValueError(f"{name} codes must be in 0..{(1 << bits) - 1}")
     else:
         bits = check_bits(wbit, "wbit")
-        a = check_finite(w, name)
-        if a.ndim not in (2, 4):
-            raise ValueError(f"{name} must be 2-D (K, N) or 4-D (K, C, kh, kw), got {a.shape}")
-        bias = float(a.min())
-        scale = float(a.max() - bias) + SCALE_EPS
+        a = np.asarray(w)
+        if a.dtype.kind not in "fiub" or a.ndim not in (2, 4) or a.size == 0:
+            raise ValueError(f"{name} must be a real, non-empty 2-D (K, N) or 4-D (K, C, kh, kw) "
+                             f"array, got {a.dtype} {a.shape}")
+        if a.dtype.kind != "f":
+            a = a.astype(np.float64)
+        a = np.ascontiguousarray(a)
+        lo, hi = float(a.min()), float(a.max())  # NaN propagates; inf shows at an end
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name} contains NaN or inf")
+        bias = lo
+        scale = (hi - bias) + SCALE_EPS  # float64, as pacim.quant.quantize
         q = np.empty(a.shape, dtype=uint_dtype(bits))
         flat = a.reshape(1, -1)
         kernels.quantize_rows(flat, np.array([bias]), np.array([scale]), (1 << bits) - 1,
