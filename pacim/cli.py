@@ -127,7 +127,7 @@ def simulate(arch_path: str, workload: str, sets: tuple[str, ...], json_path: st
     if csv_path:
         report.to_csv(csv_path)
     if plot_path:
-        from .plots import plot_report
+        from .report.plots import plot_report
 
         plot_report(report.to_dict(), plot_path)
 

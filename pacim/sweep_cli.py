@@ -120,7 +120,8 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
       pacim plot r.json -o layers.png
     """
     from .report import check_writable
-    from .sweep_plots import load_plot_input, plot_report_layers, plot_sweep
+    from .report.plots import plot_report_layers
+    from .sweep_plots import load_plot_input, plot_sweep
 
     kind, content = load_plot_input(path)
     check_writable(out)

@@ -288,7 +288,7 @@ def test_every_calibrated_value_says_to_what() -> None:
 
 
 def test_plot_energy_breakdown(tmp_path) -> None:
-    from pacim.plots import plot_energy_breakdown
+    from pacim.report.plots import plot_energy_breakdown
 
     a = load_arch("pacim_65nm")
     cs = [_counts(name=f"l{i}", cycles=1000 * (i + 1)) for i in range(3)]
