@@ -1,12 +1,14 @@
 """Cycle-level scheduler: weight-stationary mapping, events on banks, buses and engines.
 
-`schedule(arch, workload, stats)` -> one LayerCounts per mapped layer (the energy model's
-only input); `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
+`schedule(arch, workload, stats)` -> one LayerCounts per mapped layer, and
+`peak_counts(arch, C)` -> the counts of the macro at full utilization: the energy model's only
+inputs. `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
 """
 
 from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic
 from .engine import Engine, Resource, Task
 from .mapping import Mapping, Pass, Precision, Tile, map_layer, precision, window_reuse
+from .peak import PeakCounts, default_digital_cycles, peak_counts
 from .scheduler import (
     DEFAULT_BATCH,
     STALL_CAUSES,
@@ -17,7 +19,7 @@ from .scheduler import (
     summarize,
     write_trace,
 )
-from .timing import DEFAULT_NO_DATA, digital_cycles
+from .timing import DEFAULT_NO_DATA, digital_cycles, pac_products, pac_products_at
 
 __all__ = [
     "DATA_KINDS",
@@ -29,15 +31,20 @@ __all__ = [
     "Engine",
     "LayerCounts",
     "Mapping",
+    "PeakCounts",
     "Pass",
     "Precision",
     "Resource",
     "Task",
     "Tile",
+    "default_digital_cycles",
     "digital_cycles",
     "empty_traffic",
     "layer_is_exact",
     "map_layer",
+    "pac_products",
+    "pac_products_at",
+    "peak_counts",
     "precision",
     "schedule",
     "schedule_layer",

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from ..arch import Arch
-from ..macro.core import pac_products_by_cycles
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer, Workload
 from .counts import LEVELS, LayerCounts, empty_traffic
@@ -39,7 +38,7 @@ from .mapping import (
     precision,
     window_reuse,
 )
-from .timing import digital_cycles
+from .timing import digital_cycles, pac_products
 
 DEFAULT_BATCH = 32  # input vectors per event (the event granularity, not a hardware size)
 TRACE_COLUMNS = ("start", "end", "resource", "kind", "layer", "tile", "vectors",
@@ -150,13 +149,7 @@ def _schedule_layer(
     nv = np.diff(np.append(starts, v))
     cyc_b = np.add.reduceat(cyc, starts)
     # PAC-engine count products per output (see pacim.macro.core.pac_products)
-    if prec.w_count_planes and m.kind == "bit_serial":
-        lut = np.zeros(xbit * wbit + 1, dtype=np.int64)
-        for c, prod in pac_products_by_cycles(xbit, wbit, pac.operand).items():
-            lut[c] = prod
-        pairs = lut[cyc]
-    else:
-        pairs = 0 * cyc
+    pairs = pac_products(arch, cyc) if prec.w_count_planes and m.kind == "bit_serial" else 0 * cyc
     pairs_b = np.add.reduceat(pairs, starts)
     newpix_b = np.add.reduceat(reuse.new_pixels, starts)
     rs_b = np.add.reduceat(reuse.row_start.astype(np.int64), starts)
