@@ -5,21 +5,23 @@
 inputs. `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
 """
 
-from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic
+from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic, summarize
 from .engine import Engine, Resource, Task
-from .mapping import Mapping, Pass, Precision, Tile, map_layer, precision, window_reuse
-from .peak import PeakCounts, default_digital_cycles, peak_counts
-from .scheduler import (
-    DEFAULT_BATCH,
-    STALL_CAUSES,
-    TRACE_COLUMNS,
+from .layer import DEFAULT_BATCH, STALL_CAUSES, schedule_layer
+from .mapping import (
+    Mapping,
+    Pass,
+    Precision,
+    Tile,
     layer_is_exact,
-    schedule,
-    schedule_layer,
-    summarize,
-    write_trace,
+    map_layer,
+    precision,
+    window_reuse,
 )
+from .peak import PeakCounts, default_digital_cycles, peak_counts
+from .scheduler import schedule, schedule_signature
 from .timing import DEFAULT_NO_DATA, digital_cycles, pac_products, pac_products_at
+from .trace import TRACE_COLUMNS, write_trace
 
 __all__ = [
     "DATA_KINDS",
@@ -48,6 +50,7 @@ __all__ = [
     "precision",
     "schedule",
     "schedule_layer",
+    "schedule_signature",
     "summarize",
     "window_reuse",
     "write_trace",
