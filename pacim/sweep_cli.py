@@ -121,7 +121,7 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
     """
     from .report import check_writable
     from .report.plots import plot_report_layers
-    from .sweep_plots import load_plot_input, plot_sweep
+    from .sweeps.plots import load_plot_input, plot_sweep
 
     kind, content = load_plot_input(path)
     check_writable(out)

@@ -22,7 +22,7 @@ from pacim.errors import PacimError
 from pacim.sweep_cli import plot_command, sweep_command
 from pacim.sweeps import (
     SerialExecutor,
-    _Store,
+    Store,
     cached_workload,
     expand_grid,
     local_executor,
@@ -269,7 +269,7 @@ def test_cli_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(PacimError, match="unknown workload 'nope'"):
         sweep(_arch(), GRID, ["nope"], data=False)
     out = tmp_path / "locked.jsonl"
-    first = _Store(out)  # another sweep holds the file
+    first = Store(out)  # another sweep holds the file
     try:
         with pytest.raises(PacimError, match="another sweep is writing"):
             sweep(_arch(), GRID, [WL], data=False, out=out)
@@ -299,9 +299,9 @@ class _InterruptAfter(SerialExecutor):
 
 
 def _cache_keys() -> list[tuple[str, bool, int]]:
-    from pacim import sweeps as sweep_mod
+    from pacim.sweeps import worker
 
-    return list(sweep_mod._WORKLOADS)
+    return list(worker._WORKLOADS)
 
 
 def _die_on_operand_3(arch: Any, workload: str, data: bool, seed: int) -> Any:

@@ -1,4 +1,4 @@
-"""Figures of `pacim plot`: a sweep's scatter with its Pareto front, and a report's layers.
+"""Figures of `pacim plot` on a sweep: a scatter of two figures with the Pareto front.
 
 Uses matplotlib's object API (Figure + Agg canvas), never pyplot, so no global state or
 display is touched.
@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import PacimError
-from .report.plots import number, save_figure
-from .sweeps import field_value, pareto_front, read_records
+from ..errors import PacimError
+from ..report.plots import number, save_figure
+from .pareto import field_value, pareto_front
+from .store import read_records
 
 LABELS = {
     "latency_s": "latency (s)",
