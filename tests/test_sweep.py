@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 import pacim
 from pacim.arch import load_arch
+from pacim.cli.sweep import plot_command, sweep_command
 from pacim.errors import PacimError
-from pacim.sweep_cli import plot_command, sweep_command
 from pacim.sweeps import (
     SerialExecutor,
     Store,
@@ -199,7 +199,7 @@ def test_sigkilled_cli_sweep_resumes(tmp_path: Path) -> None:
     grid = ["--grid", "pac.operand=1,2,3,4,5,6,7,8", "--grid", "macro.banks=8,16"]
     args = ["--arch", "pacim_65nm", "--workload", WL, "--no-data", "--set", "pac.dynamic=null",
             *grid, "--out", str(out), "--workers", "1"]
-    code = "from pacim.sweep_cli import sweep_command; sweep_command()"
+    code = "from pacim.cli.sweep import sweep_command; sweep_command()"
     proc = subprocess.Popen([sys.executable, "-c", code, *args], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     t0 = time.time()
