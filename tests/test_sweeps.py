@@ -325,3 +325,11 @@ def test_points_sharing_a_schedule_are_grouped():
     for g in groups:
         assert len({t["arch"]["macro"]["banks"] for t in g}) == 1
     assert [len(g) for g in group_tasks(tasks, max_group=2)] == [2, 1, 2, 1]
+
+
+def test_the_package_does_not_shadow_the_function() -> None:
+    """`pacim.sweep` stays the function once the sweeps package (and its modules) is loaded."""
+    import pacim.sweeps.plots  # noqa: F401
+    import pacim.sweeps.run  # noqa: F401
+
+    assert callable(pacim.sweep) and pacim.sweep.__module__ == "pacim"
