@@ -43,6 +43,12 @@ class Progress:
             bar.pos = done
             bar.render_progress()
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Finish the line (and show the cursor again) if anything was drawn."""
         if self.bar is not None:

@@ -42,11 +42,8 @@ def error_study_command(workloads: tuple[str, ...], operands: str, tokens: int, 
     for name in workloads:
         opts = {"tokens": tokens} if name in ("llm-layer", "smollm2-135m") else {}
         wls.append(load_workload(name, seed=seed, **opts))
-    prog = Progress("error-study")
-    try:
+    with Progress("error-study") as prog:
         res = error_study(wls, ops, progress=prog)
-    finally:
-        prog.close()
     click.echo(format_study(res))
     if json_path:
         write_text(json_path, json.dumps(json_safe(res), indent=2) + "\n")

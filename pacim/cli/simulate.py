@@ -50,12 +50,9 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
     opts: dict[str, Any] = {}
     if tokens is not None:
         opts["tokens"] = tokens
-    prog = Progress("simulate")
-    try:
+    with Progress("simulate") as prog:
         report = run(arch, workload, data=not no_data, seed=seed, progress=prog,
                      trace_path=trace_path, **opts)
-    finally:
-        prog.close()
     if quiet:
         from ..report import summary_text
 
