@@ -197,7 +197,7 @@ def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
         plt.close(fig)
         out.append(("approximation error vs operand", p))
     from pacim.pipeline import simulate
-    from pacim.plots import plot_report
+    from pacim.report.plots import plot_report
 
     rep = simulate("pacim_65nm", "resnet18", data=False).to_dict()
     p = DOCS / "resnet18_energy.png"

@@ -143,7 +143,7 @@ class EnergyEntry(_Strict):
 
 
 class EnergyTable(_Strict):
-    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy.py for their use."""
+    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy/ for their use."""
 
     and_gate: EnergyEntry | None = None  # D-CiM: one 1b x 1b AND in a bit-cell
     full_adder: EnergyEntry | None = None  # one full-adder operation in the column adder tree

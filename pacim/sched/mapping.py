@@ -36,6 +36,14 @@ class Precision:
     w_count_planes: int  # weight planes whose column counts S_w the PAC engine uses
 
 
+def layer_is_exact(arch: Arch, layer: Layer, first: bool = False) -> bool:
+    """Exact when PAC is off, the layer says so, or it is the network's first layer, a conv,
+    and pac.first_layer_exact (PACiM keeps the first conv exact; LLM blocks have none)."""
+    p = arch.pac
+    first_conv = first and layer.kind == "conv2d" and p.first_layer_exact
+    return (not p.enabled) or layer.exact or first_conv
+
+
 def counts_stored(arch: Arch) -> bool:
     """True when the chip's PAC or speculation uses activation plane counts."""
     p = arch.pac

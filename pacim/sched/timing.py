@@ -1,4 +1,5 @@
-"""Digital bit-serial cycles per input vector: from the functional stats, or --no-data defaults.
+"""Digital bit-serial cycles per input vector (from the functional stats, or --no-data
+defaults), and the PAC-engine count products per output they imply.
 
 The scheduler never touches tensors: with data it reads the dynamic-level histogram the
 functional macro measured (MacroStats.cycle_hist); without, it uses DEFAULT_NO_DATA.
@@ -11,6 +12,7 @@ from math import gcd
 import numpy as np
 
 from ..arch import Arch
+from ..macro.core import pac_products_by_cycles
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer
 
@@ -83,3 +85,29 @@ def digital_cycles(
         assert isinstance(mix, dict)
         return spread(_counts_from_fractions(mix, v))
     return np.full(v, static, dtype=np.int64)
+
+
+def pac_products(arch: Arch, cycles: np.ndarray) -> np.ndarray:
+    """PAC-engine count products per output of each vector, from its digital cycles.
+
+    The count is a property of the vector's digital set (pacim.macro.core.pac_products): 2 at
+    static operand 4 (8b/8b), 3 / 4 / 5 at the 15 / 13 / 10-cycle dynamic levels; 0 for cycle
+    counts with nothing approximated.
+    """
+    m = arch.macro
+    lut = np.zeros(m.xbit * m.wbit + 1, dtype=np.int64)
+    for c, prod in pac_products_by_cycles(m.xbit, m.wbit, arch.pac.operand).items():
+        lut[c] = prod
+    return lut[cycles]
+
+
+def pac_products_at(arch: Arch, digital_cycles: float) -> float:
+    """PAC-engine count products per output at a (mean) digital cycle count.
+
+    Exact at the configuration's levels (pacim.macro.core.pac_products_by_cycles), linear in
+    between for a mean over a dynamic mix.
+    """
+    m = arch.macro
+    table = pac_products_by_cycles(m.xbit, m.wbit, arch.pac.operand)
+    xs = sorted(table)
+    return float(np.interp(digital_cycles, xs, [table[x] for x in xs]))

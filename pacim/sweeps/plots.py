@@ -1,4 +1,4 @@
-"""Figures of `pacim plot`: a sweep's scatter with its Pareto front, and a report's layers.
+"""Figures of `pacim plot` on a sweep: a scatter of two figures with the Pareto front.
 
 Uses matplotlib's object API (Figure + Agg canvas), never pyplot, so no global state or
 display is touched.
@@ -7,13 +7,14 @@ display is touched.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import PacimError
-from .sweeps import field_value, pareto_front, read_records
+from ..errors import PacimError
+from ..report.plots import number, save_figure
+from .pareto import field_value, pareto_front
+from .store import read_records
 
 LABELS = {
     "latency_s": "latency (s)",
@@ -49,13 +50,6 @@ def load_plot_input(path: str | Path) -> tuple[str, Any]:
     return "sweep", records
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
 def _label(name: str) -> str:
     return LABELS.get(name, name)
 
@@ -64,16 +58,9 @@ def _numeric_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for r in records:
         for k, v in r.items():
-            if _number(v) is not None and k not in ("seed", "sim_s"):
+            if number(v) is not None and k not in ("seed", "sim_s"):
                 keys.setdefault(k)
     return list(keys)
-
-
-def _save(fig: Any, out: str | Path) -> None:
-    try:
-        fig.savefig(out, dpi=150)
-    except (OSError, ValueError) as e:
-        raise PacimError(f"{out}: cannot write the figure: {e}") from None
 
 
 def plot_sweep(
@@ -92,7 +79,7 @@ def plot_sweep(
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     pts = []
     for r in ok:
-        xv, yv = _number(field_value(r, x)), _number(field_value(r, y))
+        xv, yv = number(field_value(r, x)), number(field_value(r, y))
         if xv is None or yv is None:
             continue
         if (log[0] and xv <= 0) or (log[1] and yv <= 0):
@@ -130,7 +117,7 @@ def plot_sweep(
                     wl if len(workloads) > 1 else f"{len(pts)} points", alpha=0.8)
     else:
         cvals = [field_value(r, color) for _, _, r in pts]
-        nums = [_number(c) for c in cvals]
+        nums = [number(c) for c in cvals]
         distinct = set(json.dumps(c, sort_keys=True) for c in cvals)
         if all(n is not None for n in nums) and len(distinct) > 10:
             vmin, vmax = min(nums), max(nums)  # type: ignore[type-var]
@@ -139,7 +126,7 @@ def plot_sweep(
             fig.colorbar(art, ax=ax, label=_label(color))
         else:  # few values: a discrete legend, in order
             def order(c: Any) -> tuple[int, Any]:
-                n = _number(c)
+                n = number(c)
                 return (0, n) if n is not None else (1, json.dumps(c, sort_keys=True))
 
             palette = colormaps["tab10" if len(distinct) <= 10 else "tab20"]
@@ -177,70 +164,5 @@ def plot_sweep(
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    _save(fig, out)
+    save_figure(fig, out)
     return {"points": len(pts), "front": n_front}
-
-
-def plot_report_layers(report: Mapping[str, Any], out: str | Path) -> None:
-    """Per-layer cycles (compute vs stalls) and energy breakdown (stacked) of a simulate report."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    layers = [la for la in report.get("layers") or [] if la.get("mapped", True)]
-    has_cycles = any(_number(la.get("cycles")) is not None for la in layers)
-    has_energy = any(isinstance(la.get("energy_breakdown_pj"), Mapping) for la in layers)
-    if not layers or not (has_cycles or has_energy):
-        raise PacimError("the report has no per-layer cycles or energy to plot")
-    names = [str(la.get("name")) for la in layers]
-    pos = list(range(len(layers)))
-    rows = int(has_cycles) + int(has_energy)
-    fig = Figure(figsize=(max(7.0, 0.32 * len(layers) + 3), 3.4 * rows + 0.8),
-                 layout="constrained")
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
-    i = 0
-    if has_cycles:
-        ax = axes[i]
-        i += 1
-        total = [_number(la.get("cycles")) or 0.0 for la in layers]
-        stalls = [la.get("stall_cycles") or {} for la in layers]
-        causes = list(dict.fromkeys(k for st in stalls for k, v in st.items()
-                                    if k != "total" and _number(v)))
-        stall_sum = [sum(_number(st.get(c)) or 0.0 for c in causes) for st in stalls]
-        compute = [max(t - s, 0.0) for t, s in zip(total, stall_sum, strict=True)]
-        ax.bar(pos, compute, color="tab:blue", label="compute")
-        bottom = compute
-        palette = colormaps["Oranges"]
-        for j, c in enumerate(causes):  # stalls stacked by cause
-            vals = [_number(st.get(c)) or 0.0 for st in stalls]
-            ax.bar(pos, vals, bottom=bottom, label=f"stall: {c}",
-                   color=palette(0.35 + 0.55 * j / max(len(causes) - 1, 1)))
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_ylabel("cycles")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.grid(True, axis="y", alpha=0.3)
-    if has_energy:
-        ax = axes[i]
-        comps: dict[str, None] = {}
-        for la in layers:
-            for k, v in (la.get("energy_breakdown_pj") or {}).items():
-                if _number(v):
-                    comps.setdefault(k)
-        bottom = [0.0] * len(layers)
-        palette = colormaps["tab20"]  # more components than the default 10-colour cycle
-        for j, k in enumerate(comps):
-            vals = [(_number((la.get("energy_breakdown_pj") or {}).get(k)) or 0.0) / 1e6
-                    for la in layers]
-            ax.bar(pos, vals, bottom=bottom, label=k, color=palette(j % 20))
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_ylabel("energy (uJ)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[-1].set_xticks(pos, names, rotation=60, ha="right", fontsize=7)
-    total_e = _number(report.get("energy_pj"))
-    title = f"{report.get('arch')} on {report.get('workload')}"
-    if _number(report.get("cycles")) is not None:
-        title += f": {report['cycles']:,} cycles"
-    if total_e is not None:
-        title += f", {total_e / 1e6:.4g} uJ"
-    axes[0].set_title(title, fontsize=10)
-    _save(fig, out)

@@ -1,4 +1,4 @@
-"""`pacim sweep` and `pacim plot`: thin click commands over pacim.sweep and pacim.sweep_plots."""
+"""`pacim sweep` and `pacim plot`: thin click commands over pacim.sweeps and the plots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import PacimError
+from ..errors import PacimError
 
 
 @click.command("sweep")
@@ -43,10 +43,10 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o pareto.png
       pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
     """
-    from .arch import load_arch, parse_assignment
-    from .progress import Progress
-    from .report import check_writable
-    from .sweeps import dask_client, expand_grid, parse_grid_option, shutdown_executor, sweep
+    from ..arch import load_arch, parse_assignment
+    from ..progress import Progress
+    from ..report import check_writable
+    from ..sweeps import dask_client, expand_grid, parse_grid_option, shutdown_executor, sweep
 
     if workers is not None and scheduler is not None:
         raise PacimError("--workers and --scheduler exclude each other")
@@ -65,7 +65,7 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     if scheduler is not None:
         executor = client = dask_client(scheduler)
     elif workers is not None:
-        from .sweeps import local_executor
+        from ..sweeps import local_executor
 
         executor = local_executor(min(workers, n_points))
     prog = Progress("sweep")
@@ -119,8 +119,9 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
       pacim plot r.json -o layers.png
     """
-    from .report import check_writable
-    from .sweep_plots import load_plot_input, plot_report_layers, plot_sweep
+    from ..report import check_writable
+    from ..report.plots import plot_report_layers
+    from ..sweeps.plots import load_plot_input, plot_sweep
 
     kind, content = load_plot_input(path)
     check_writable(out)

@@ -1,0 +1,81 @@
+"""The text forms of a report: the per-layer table and the summary block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .export import flatten
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return format(v, spec)
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def format_table(d: dict[str, Any]) -> str:
+    """Text table of a report dict."""
+    cols: list[tuple[str, str]] = [("layer", "name"), ("kind", "kind"), ("MACs", "macs"),
+                                   ("dig.cyc", "digital_cycles_mean"),
+                                   ("SQNR dB", "accuracy.sqnr_db")]
+    layers = [flatten(la) for la in d.get("layers", [])]
+    if any("cycles" in la for la in layers):
+        cols += [("cycles", "cycles"), ("stalls", "stall_cycles_total")]
+    if any("memory.reads_bits" in la for la in layers):
+        cols += [("rd Mbit", "memory.reads_mbit"), ("wr Mbit", "memory.writes_mbit")]
+    if any("energy_pj" in la for la in layers):
+        cols += [("energy uJ", "energy_uj")]
+    for la in layers:
+        if "memory.reads_bits" in la:
+            la["memory.reads_mbit"] = la["memory.reads_bits"] / 1e6
+            la["memory.writes_mbit"] = la["memory.writes_bits"] / 1e6
+        if "energy_pj" in la and la["energy_pj"] is not None:
+            la["energy_uj"] = la["energy_pj"] / 1e6
+        if "stall_cycles.total" in la:
+            la["stall_cycles_total"] = la["stall_cycles.total"]
+        if not la.get("mapped", True):
+            la["digital_cycles_mean"] = "not mapped"
+    cells = [[_fmt(la.get(key)) for _, key in cols] for la in layers]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, (h, _) in enumerate(cols)]
+    lines = ["  ".join(h.ljust(widths[i]) if i < 2 else h.rjust(widths[i])
+                       for i, (h, _) in enumerate(cols))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in cells:
+        lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
+                               for i, c in enumerate(r)))
+    lines.append("")
+    lines.append(summary_text(d))
+    return "\n".join(lines)
+
+
+def summary_text(d: dict[str, Any]) -> str:
+    """The summary block of a report dict."""
+    bsc = d.get("bit_serial_cycles") or {}
+    red = bsc.get("reduction")
+    acc = d.get("accuracy") or {}
+    out = [
+        f"arch {d.get('arch')}  workload {d.get('workload')}  "
+        f"({'data' if d.get('data') else 'no data: shapes + default statistics'})",
+        f"MACs {_fmt(d.get('macs'))} (mapped {_fmt(d.get('mapped_macs'))})  "
+        f"ops {_fmt(d.get('ops'))}",
+        f"bit-serial cycles: baseline {_fmt(bsc.get('baseline'))}  "
+        f"actual {_fmt(bsc.get('actual'))}"
+        f"  reduction {_fmt(None if red is None else 100 * red)}%",
+        f"accuracy vs exact: output RMSE {_fmt(acc.get('output_rmse_vs_exact'))}  "
+        f"SQNR {_fmt(acc.get('sqnr_db'))} dB",
+    ]
+    if "cycles" in d:
+        mem = d.get("memory") or {}
+        out.append(f"cycles {_fmt(d.get('cycles'))}  latency {_fmt(d.get('latency_s'))} s  "
+                   f"throughput {_fmt(d.get('throughput_tops'))} TOPS")
+        if mem:
+            out.append(f"memory: reads {_fmt(mem.get('reads_bits'))} bit  "
+                       f"writes {_fmt(mem.get('writes_bits'))} bit")
+    if "energy_pj" in d:
+        out.append(f"energy {_fmt(d.get('energy_pj'))} pJ  TOPS/W {_fmt(d.get('tops_per_w'))}  "
+                   f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+    return "\n".join(out)
