@@ -183,6 +183,22 @@ def unfold_shifted(xflat, hp, wp, c_, kh, kw, stride, ho, wo, shift, r0, r1,
 
 
 @njit(cache=True)
+def split_digits(q, shift, d, out):  # pragma: no cover - compiled
+    """out (2K, N) = [(q >> shift) >> d ; (q >> shift) & (2^d - 1)] for q (K, N), as floats."""
+    k_ = q.shape[0]
+    mask = (1 << d) - 1
+    for k in range(k_):
+        src = q[k]
+        hi = out[k]
+        lo = out[k_ + k]
+        for n in range(src.shape[0]):
+            v = src[n] >> shift
+            hi[n] = v >> d
+            lo[n] = v & mask
+    return out
+
+
+@njit(cache=True)
 def pack_planes(flat, planes, words):  # pragma: no cover - compiled
     """Bit-pack the given planes of each pixel's C codes: (pixels, C) -> uint64 (pixels, np, words).
 

@@ -90,9 +90,10 @@ class PreparedWeight:
         """(2K, N) float32: the codes >> shift split into a high and a low d-bit digit."""
         key = ("digits", shift, d)
         if key not in self._derived:
-            q = self.matrix >> shift
-            m = np.concatenate([q >> d, q & ((1 << d) - 1)]).astype(np.float32)
-            self._derived[key] = _frozen(m)
+            q = self.matrix
+            m = np.empty((2 * self.k, self.n), dtype=np.float32)
+            t = q.dtype.type
+            self._derived[key] = _frozen(kernels.split_digits(q, t(shift), t(d), m))
         return self._derived[key]
 
     def packed(self, planes: tuple[int, ...]) -> np.ndarray:
@@ -116,6 +117,35 @@ class PreparedWeight:
         return QTensor(q=np.ascontiguousarray(q), scale=self.scale, bias=self.bias, bits=self.bits)
 
 
+def _codes_of_qtensor(w: QTensor, name: str) -> tuple[np.ndarray, int, float, float]:
+    """(codes (K, kh, kw, C), bits, scale, bias) of an already quantized weight."""
+    q = np.asarray(w.q)
+    if q.ndim not in (2, 4) or q.size == 0 or q.dtype.kind not in "ui":
+        raise ValueError(f"{name} must be a non-empty 2-D or 4-D code tensor, got {q.shape}")
+    if int(q.min()) < 0 or int(q.max()) >= (1 << w.bits):
+        raise ValueError(f"{name} codes must be in 0..{(1 << w.bits) - 1}")
+    codes = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q[:, None, None, :]
+    return np.ascontiguousarray(codes, dtype=uint_dtype(w.bits)), w.bits, w.scale, w.bias
+
+
+def _codes_of_floats(w: Any, bits: int, name: str) -> tuple[np.ndarray, int, float, float]:
+    """Quantize a float weight per tensor, in the (K, kh, kw, C) column order."""
+    a = np.asarray(w)
+    if a.dtype.kind not in "fiub" or a.ndim not in (2, 4) or a.size == 0:
+        raise ValueError(f"{name} must be a real, non-empty 2-D (K, N) or 4-D (K, C, kh, kw) "
+                         f"array, got {a.dtype} {a.shape}")
+    a = np.ascontiguousarray(a if a.dtype.kind == "f" else a.astype(np.float64))
+    lo, hi = float(a.min()), float(a.max())  # NaN propagates; inf shows at an end
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or inf")
+    scale = (hi - lo) + SCALE_EPS  # in float64, as pacim.quant.quantize
+    q = np.empty(a.shape, dtype=uint_dtype(bits))
+    kernels.quantize_rows(a.reshape(1, -1), np.array([lo]), np.array([scale]), (1 << bits) - 1,
+                          q.reshape(1, -1))  # one long row (a kxk weight has short rows)
+    codes = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q[:, None, None, :]
+    return np.ascontiguousarray(codes), bits, scale, lo
+
+
 def prepare_weight(w: np.ndarray | QTensor, wbit: int = 8, *, name: str = "w") -> PreparedWeight:
     """Quantize a conv (K, C, kh, kw) or linear (K, N) weight once, for every later call.
 
@@ -123,39 +153,19 @@ def prepare_weight(w: np.ndarray | QTensor, wbit: int = 8, *, name: str = "w") -
     """
     if isinstance(w, PreparedWeight):
         return w
+    conv = np.ndim(w.q if isinstance(w, QTensor) else w) == 4
     if isinstance(w, QTensor):
-        q, bits, scale, bias = np.asarray(w.q), w.bits, float(w.scale), float(w.bias)
-        if q.ndim not in (2, 4) or q.size == 0 or q.dtype.kind not in "ui":
-            raise ValueError(f"{name} must be a non-empty 2-D or 4-D code tensor, got {q.shape}")
-        if int(q.min()) < 0 or int(q.max()) >= (1 << bits):
-            raise ValueError(f"{name} codes must be in 0..{(1 << bits) - 1}")
+        codes, bits, scale, bias = _codes_of_qtensor(w, name)
     else:
-        bits = check_bits(wbit, "wbit")
-        a = np.asarray(w)
-        if a.dtype.kind not in "fiub" or a.ndim not in (2, 4) or a.size == 0:
-            raise ValueError(f"{name} must be a real, non-empty 2-D (K, N) or 4-D (K, C, kh, kw) "
-                             f"array, got {a.dtype} {a.shape}")
-        if a.dtype.kind != "f":
-            a = a.astype(np.float64)
-        a = np.ascontiguousarray(a)
-        lo, hi = float(a.min()), float(a.max())  # NaN propagates; inf shows at an end
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"{name} contains NaN or inf")
-        bias = lo
-        scale = (hi - bias) + SCALE_EPS  # float64, as pacim.quant.quantize
-        q = np.empty(a.shape, dtype=uint_dtype(bits))
-        flat = a.reshape(1, -1)
-        kernels.quantize_rows(flat, np.array([bias]), np.array([scale]), (1 << bits) - 1,
-                              q.reshape(1, -1))
-    conv = q.ndim == 4
-    codes = q.transpose(0, 2, 3, 1) if conv else q[:, None, None, :]
-    codes = _frozen(np.ascontiguousarray(codes, dtype=uint_dtype(bits)))
+        codes, bits, scale, bias = _codes_of_floats(w, check_bits(wbit, "wbit"), name)
+    codes = _frozen(codes)
     k = codes.shape[0]
     counts = kernels.row_plane_counts(codes.reshape(k, -1), bits)
     n = codes[0].size
     step = scale / ((1 << bits) - 1)
     sum_wt = step * (counts.astype(np.float64) @ np.ldexp(1.0, np.arange(bits))) + n * bias
-    return PreparedWeight(codes, bits, scale, bias, conv, _frozen(counts), _frozen(sum_wt))
+    return PreparedWeight(codes, bits, float(scale), float(bias), conv, _frozen(counts),
+                          _frozen(sum_wt))
 
 
 @dataclass(frozen=True, eq=False)
