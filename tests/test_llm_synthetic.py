@@ -19,7 +19,7 @@ pytest.importorskip("tokenizers")
 from click.testing import CliRunner  # noqa: E402
 
 from pacim.errors import PacimError  # noqa: E402
-from pacim.llm import gguf_io  # noqa: E402
+from pacim.llm import fetch as gguf_io  # noqa: E402  (fetching moved to pacim.llm.fetch)
 from pacim.llm.cli import llm_group  # noqa: E402
 from pacim.llm.eval import EvalConfig, evaluate, make_windows  # noqa: E402
 from pacim.llm.gguf_io import load_gguf  # noqa: E402
