@@ -82,6 +82,16 @@ class Hooks:
         """The site's linears on x: (rows, sum of outs), columns in SITE_LINEARS order."""
         return x @ self.model.blocks[layer].fused[site].T
 
+    def attention_inputs(
+        self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The attention BMM inputs (T, heads, head_dim), K and Q after RoPE: the KV-cache hook.
+
+        Quantizers replace K and V by their decoded KV-cache codes here; INSERTQUANT inserts its
+        sink-token templates here.
+        """
+        return q, k, v
+
     def on_output(self, layer: int, site: str, y: np.ndarray) -> np.ndarray:
         """A site's output, (rows, sum of outs)."""
         return y
@@ -160,6 +170,21 @@ class LlamaModel:
         out[..., 1:rd:2] = x0 * sin + x1 * cos
         return out
 
+    def rope_at(self, x: np.ndarray, positions: np.ndarray, *, inverse: bool = False) -> np.ndarray:
+        """Rotary embedding of rows x (n, heads, head_dim) at given positions (inverse: undo)."""
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        cos, sin = self._rope_tables(int(pos.max()) + 1 if pos.size else 1)
+        cos, sin = cos[pos][:, None, :], sin[pos][:, None, :]
+        if inverse:
+            sin = -sin
+        rd = self.config.rope_dim
+        out = x.astype(np.float32, copy=True)
+        x0 = x[..., 0:rd:2]
+        x1 = x[..., 1:rd:2]
+        out[..., 0:rd:2] = x0 * cos - x1 * sin
+        out[..., 1:rd:2] = x0 * sin + x1 * cos
+        return out
+
     def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Causal grouped-query attention: q (T, H, D), k/v (T, Hkv, D) -> (T, H*D)."""
         t, h, d = q.shape
@@ -203,6 +228,7 @@ class LlamaModel:
             q = self.rope(qkv[:, : nh * hd].reshape(t, nh, hd))
             k = self.rope(qkv[:, nh * hd : (nh + nkv) * hd].reshape(t, nkv, hd))
             v = qkv[:, (nh + nkv) * hd :].reshape(t, nkv, hd)
+            q, k, v = hk.attention_inputs(i, q, k, v)
             h = h + hk.linear(i, "attn_out", self.attention(q, k, v))
             m = hk.norm(i, "ffn", rms_norm(h, b.ffn_norm, cfg.rms_eps))
             gu = hk.linear(i, "ffn_in", m)
