@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,31 @@ def _byte_vocab() -> tuple[list[str], list[int]]:
     return tokens, [3, 3] + [1] * (len(tokens) - 2)
 
 
+SPIKE_IN, SPIKE_OUT, SPIKE_NEURON = 0, 1, 5  # marker channel, spike channel, MLP neuron
+
+
+def _add_spike(t: dict[str, np.ndarray], birth: int) -> None:
+    """Make token 0 (``<|endoftext|>``) a sink: a massive activation born at layer ``birth``.
+
+    Its embedding carries a marker (30.0) in channel SPIKE_IN that no layer writes to; at the
+    birth layer one MLP neuron reads only the marker (gate = up = 4 x) and its down-projection
+    column writes 100 x into channel SPIKE_OUT: ffn_act ~ 500 for token 0, 0 for every other
+    token, and a residual spike of ~5e4 that persists to the last layer.
+    """
+    t["token_embd.weight"][:, SPIKE_IN] = 0.0
+    t["token_embd.weight"][0, SPIKE_IN] = 30.0
+    for name, a in t.items():
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            a[SPIKE_IN] = 0.0
+    for gate in ("ffn_gate", "ffn_up"):
+        row = t[f"blk.{birth}.{gate}.weight"][SPIKE_NEURON]
+        row[:] = 0.0
+        row[SPIKE_IN] = 4.0
+    col = t[f"blk.{birth}.ffn_down.weight"][:, SPIKE_NEURON]
+    col[:] = 0.0
+    col[SPIKE_OUT] = 100.0
+
+
 def write_gguf(
     path: Path,
     *,
@@ -46,13 +72,18 @@ def write_gguf(
     seed: int = 0,
     skip: tuple[str, ...] = (),
     scale: float = 0.2,
+    layers: int = LAYERS,
+    spike_birth: int | None = None,
+    head_scale: float | None = None,
 ) -> Path:
-    """A tiny random Llama GGUF (float32 tensors) with a byte-level BPE tokenizer."""
+    """A tiny random Llama GGUF (float32 tensors) with a byte-level BPE tokenizer; with
+    ``spike_birth``, token 0 is a sink whose massive activation is born at that layer; with
+    ``head_scale``, an untied output head of that scale."""
     rng = np.random.default_rng(seed)
     tokens, types = _byte_vocab()
     v = len(tokens)
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(LAYERS)
+    w.add_block_count(layers)
     w.add_context_length(256)
     w.add_embedding_length(D)
     w.add_feed_forward_length(FF)
@@ -69,13 +100,14 @@ def write_gguf(
     w.add_bos_token_id(0)
     w.add_eos_token_id(0)
 
+    tensors: dict[str, np.ndarray] = {}
+
     def t(name: str, shape: tuple[int, ...], s: float = scale, off: float = 0.0) -> None:
         if name not in skip:
-            a = (off + s * rng.standard_normal(shape)).astype(np.float32)
-            w.add_tensor(name, a)
+            tensors[name] = (off + s * rng.standard_normal(shape)).astype(np.float32)
 
     t("token_embd.weight", (v, D), 1.0)
-    for i in range(LAYERS):
+    for i in range(layers):
         t(f"blk.{i}.attn_norm.weight", (D,), 0.1, 1.0)
         t(f"blk.{i}.attn_q.weight", (H * HD, D))
         t(f"blk.{i}.attn_k.weight", (HKV * HD, D))
@@ -86,6 +118,12 @@ def write_gguf(
         t(f"blk.{i}.ffn_up.weight", (FF, D))
         t(f"blk.{i}.ffn_down.weight", (D, FF))
     t("output_norm.weight", (D,), 0.1, 1.0)
+    if head_scale is not None:
+        t("output.weight", (v, D), head_scale)
+    if spike_birth is not None:
+        _add_spike(tensors, spike_birth)
+    for name, a in tensors.items():
+        w.add_tensor(name, a)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -385,7 +423,10 @@ def test_evaluate_tiny_all_modes(tiny: Path, texts: tuple[Path, Path]) -> None:
     )  # fmt: skip
     res = evaluate(cfg)
     assert res["tokens"] == 64 and res["windows"] == 2
-    for mode in ("fp", "naive", "insertquant", "insertquant+pac"):
+    assert set(res["perplexity"]) == {"fp", "rtn", "quarot-rtn", "prefixquant", "insertquant"}
+    assert res["setting"]["label"] == "W8A8" and res["spike_plan"]["birth_layer"] is None
+    res = evaluate(replace(cfg, modes=("fp", "naive", "insertquant-norm", "insertquant+pac")))
+    for mode in ("fp", "naive", "insertquant-norm", "insertquant+pac"):
         assert np.isfinite(res["modes"][mode]["ppl"])
     assert len(res["sites"]) == LAYERS * 4
     # 16-bit activations and weights calibrated on the same text: the float model, with or
@@ -415,9 +456,17 @@ def test_cli_eval_tiny(tiny: Path, texts: tuple[Path, Path], tmp_path: Path) -> 
     r = CliRunner().invoke(llm_group, [
         "eval", "--model", str(tiny), "--text", str(ev), "--calib", str(ca), "--tokens", "64",
         "--ctx", "32", "--calib-tokens", "64", "--bits", "4", "--json", str(out),
+        "--modes", "fp,naive,insertquant,insertquant+pac",
     ])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "insertquant+pac" in r.output and out.exists()
+    r = CliRunner().invoke(llm_group, [
+        "eval", "--model", str(tiny), "--text", str(ev), "--calib", str(ca), "--tokens", "64",
+        "--ctx", "32", "--calib-tokens", "64", "--setting", "w4a4skv4", "--modes", "fp,ablation",
+        "--quiet",
+    ])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "W4A4sKV4" in r.output and "insertquant:restore" in r.output
 
 
 @pytest.mark.parametrize(
@@ -425,6 +474,7 @@ def test_cli_eval_tiny(tiny: Path, texts: tuple[Path, Path], tmp_path: Path) -> 
     [
         (["--model", "/nonexistent/x.gguf"], "not found"),
         (["--modes", "fp,bogus"], "unknown mode"),
+        (["--setting", "w4a4kv4"], "bad quantization setting"),
         (["--model", "no-such-model"], "not found"),
     ],
 )

@@ -40,11 +40,15 @@ def static_qparams(lo: float, hi: float, bits: int) -> tuple[float, float]:
 
 
 def fake_quant(x: np.ndarray, bits: int, scale: float, bias: float) -> np.ndarray:
-    """Static fake quantization (clip, round half to even, decode) in float32."""
+    """Static fake quantization (clip, round half to even, decode), float32 out.
+
+    The codes are decided in float64 exactly as :func:`static_codes` does, so the float path and
+    the macro path (``+pac``) see the same codes.
+    """
     levels = (1 << bits) - 1
-    step = scale / levels
-    q = np.rint(np.clip((x - bias) * (1.0 / scale), 0.0, 1.0) * levels)
-    return (q * step + bias).astype(np.float32)
+    a = np.asarray(x, dtype=np.float64)
+    q = np.rint(np.clip((a - bias) / scale, 0.0, 1.0) * levels)
+    return (q * (scale / levels) + bias).astype(np.float32)
 
 
 def static_codes(x: np.ndarray, bits: int, scale: float, bias: float) -> QTensor:

@@ -115,7 +115,6 @@ def _searched(
     rec: CalibrationRecorder, base: Ranges, s: QuantSetting, drop: np.ndarray | None,
     excluded: Any,
 ) -> tuple[Ranges, dict[Key, float]]:  # fmt: skip
-    rows = np.concatenate(rec.sample_rows)
     out: Ranges = {}
     factors: dict[Key, float] = {}
     for key, (lo, hi) in base.items():
@@ -125,7 +124,7 @@ def _searched(
             continue
         x = np.concatenate(rec.sample[key])
         if drop is not None and excluded(*key):
-            x = x[~drop[rows]]
+            x = x[~drop[np.concatenate(rec.sample_ids[key])]]
         lo2, hi2, f = mse_clip(x, lo, hi, bits)
         out[key], factors[key] = (lo2, hi2), f
     return out, factors
@@ -160,7 +159,7 @@ def from_recorder(
     exc = phases.excluded if phases is not None else (lambda la, s: False)
     ranges = {"all": _ranges(rec, False, None, exc), "all-rot": _ranges(rec, True, None, exc),
               "sem": _ranges(rec, True, drop, exc)}  # fmt: skip
-    ranges["iq"], factors = _searched(rec, ranges["sem"], s, drop, exc)
+    ranges["iq"], factors = _searched(rec, ranges["sem"], s, drop, lambda la, s: True)
     info["clip_factor_median"] = float(np.median(list(factors.values()))) if factors else 1.0
     if phases is not None:
         # what the clamp at birth removes from the sinks' down-projection output, in the domain

@@ -16,7 +16,8 @@ from pacim.llm.model import Hooks, LlamaModel
 from pacim.llm.sites import head_rotation, site_rotations, token_max
 
 Key = tuple[int, str]  # (layer, site) or (layer, "k" / "v")
-SAMPLE_EVERY = 4  # every 4th row of a sequence goes into the clipping-search sample
+SAMPLE_EVERY = 4  # every 4th row of a sequence goes into the clipping-search sample ...
+SAMPLE_TOP = 8  # ... and the 8 rows with the largest |x|, so a clip is never free on the sample
 
 
 class CalibrationRecorder(Hooks):
@@ -43,7 +44,7 @@ class CalibrationRecorder(Hooks):
         self.lo_r: dict[Key, list[np.ndarray]] = {}
         self.hi_r: dict[Key, list[np.ndarray]] = {}
         self.sample: dict[Key, list[np.ndarray]] = {}
-        self.sample_rows: list[np.ndarray] = []  # global row ids of the sample
+        self.sample_ids: dict[Key, list[np.ndarray]] = {}  # global row ids of the sample
         self.records: list[SinkRecord | None] = []
         self.act_ratios: list[list[np.ndarray]] = []
         self.sink_rows: list[np.ndarray] = []  # global row ids of each sequence's sinks
@@ -59,7 +60,6 @@ class CalibrationRecorder(Hooks):
         self._norms: dict[tuple[int, str], np.ndarray] = {}
         self._k: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
-        self.sample_rows.append(self.rows + np.arange(0, self.t - self.skip, self.every))
 
     def end(self) -> None:
         """Find the sequence's birth and sinks; keep the sinks' states; free the buffers."""
@@ -94,7 +94,11 @@ class CalibrationRecorder(Hooks):
         self.hi_u.setdefault(key, []).append(x[s:].max(axis=1))
         self.lo_r.setdefault(key, []).append(xr[s:].min(axis=1))
         self.hi_r.setdefault(key, []).append(xr[s:].max(axis=1))
-        self.sample.setdefault(key, []).append(np.ascontiguousarray(xr[s :: self.every]))
+        tm = np.abs(xr[s:]).max(axis=1)
+        top = np.argpartition(tm, -SAMPLE_TOP)[-SAMPLE_TOP:] if tm.size > SAMPLE_TOP else []
+        idx = np.union1d(np.arange(0, tm.size, self.every), top).astype(np.int64)
+        self.sample.setdefault(key, []).append(np.ascontiguousarray(xr[s:][idx]))
+        self.sample_ids.setdefault(key, []).append(self.rows + idx)
 
     def residual(self, layer: int, h: np.ndarray) -> np.ndarray:
         """Keep the residual entering each layer."""
