@@ -248,3 +248,32 @@ def test_weights_must_match_rotation(spiky: Path, texts: tuple[Path, Path]) -> N
         QuantHooks(c, get_weights(str(spiky), s, "hadamard"), "rtn")
     with pytest.raises(PacimError, match="no 'prefix' ranges"):
         QuantHooks(c, get_weights(str(spiky), s, "hadamard"), "prefixquant")
+
+
+# ---- the second evaluation text -----------------------------------------------------------
+def test_handbook_paragraphs(tmp_path: Path) -> None:
+    from pacim.llm.texts import handbook_text
+
+    para = ('<div class="para">\n\t\tThe quick <em>brown</em> fox jumps over the lazy dog '
+            'number {i}.<pre>$ apt-get install fox</pre>\n</div>')  # fmt: skip
+    (tmp_path / "index.html").write_text('<a href="a.html">A</a><a href="b.html#x">B</a>'
+                                         '<a href="a.html">A again</a>')  # fmt: skip
+    (tmp_path / "a.html").write_text("".join(para.format(i=i) for i in range(60)))
+    (tmp_path / "b.html").write_text('<div class="para">too short</div>' +
+                                     "".join(para.format(i=100 + i) for i in range(60)))
+    text = handbook_text(tmp_path)
+    paras = text.strip().split("\n\n")
+    assert len(paras) == 120 and paras[0] == "The quick brown fox jumps over the lazy dog number 0."
+    assert "apt-get" not in text and "too short" not in text
+    assert paras[60].endswith("number 100.")  # book order: a.html, then b.html
+
+
+def test_named_text_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pacim.llm.texts as texts
+
+    with pytest.raises(PacimError, match="unknown text"):
+        texts.fetch_text("war-and-peace")
+    monkeypatch.setattr(texts.shutil, "which", lambda name: None)
+    with pytest.raises(PacimError, match="apt-get and dpkg-deb are needed"):
+        texts.fetch_text("debian-handbook")
+    assert texts.resolve_text("my.txt") == "my.txt" and texts.resolve_text(None) is None

@@ -58,7 +58,9 @@ def llm_group() -> None:
 @click.option("--operand", default=4, show_default=True, type=click.IntRange(1, 16),
               help="PAC operand (digital MSB planes) for insertquant+pac")
 @click.option("--text", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="evaluation text file [default: shipped eval.txt]")
+              help="evaluation text file, or debian-handbook (The Debian Administrator's "
+                   "Handbook, GPL-2.0+ or CC-BY-SA-3.0, fetched once from Debian's package) "
+                   "[default: shipped eval.txt]")
 @click.option("--calib", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="calibration text file [default: shipped calib.txt]")
 @click.option("--tokens", default=1024, show_default=True, type=click.IntRange(0),

@@ -24,6 +24,7 @@ from pacim.llm.model import SITE_LINEARS, LlamaModel
 from pacim.llm.rotation import check_rotation
 from pacim.llm.settings import DEFAULT_SETTING, QuantSetting, parse_setting
 from pacim.llm.sites import RecordHooks, all_sites, site_name
+from pacim.llm.texts import TEXTS, resolve_text
 from pacim.llm.tokenizer import Tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -74,7 +75,7 @@ class EvalConfig:
     bits: int | None = None  # activation bits (None: the setting's)
     wbits: int | None = None  # weight bits (None: the setting's)
     operand: int = 4  # PAC operand (+pac modes)
-    text: str | None = None  # evaluation text file (None: shipped eval.txt)
+    text: str | None = None  # evaluation text file or name (None: shipped eval.txt)
     calib: str | None = None  # calibration text file (None: shipped calib.txt)
     tokens: int = 1024  # evaluation tokens (0: the whole text)
     ctx: int = 512
@@ -139,8 +140,10 @@ def evaluate(
     t_start = time.perf_counter()
     tick = progress or (lambda k: None)
     model, tok = get_model(cfg.model)
-    text, text_label = read_text(cfg.text, EVAL_TEXT)
+    text, text_label = read_text(resolve_text(cfg.text), EVAL_TEXT)
     ctext, calib_label = read_text(cfg.calib, CALIB_TEXT)
+    if cfg.text in TEXTS:
+        text_label = f"{cfg.text} ({TEXTS[cfg.text]})"
     warnings = []
     if text.strip() == ctext.strip() or text.strip()[:400] in ctext:
         warnings.append("the evaluation text overlaps the calibration text")
