@@ -363,6 +363,33 @@ def test_fetch_once_and_verify(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert not list(p.parent.glob("dl-*"))  # temp dir cleaned
 
 
+def test_fetch_split_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A .gguf split over several wheels (Gemma 3 270M) is joined in order and verified."""
+    halves = (PAYLOAD[:5000], PAYLOAD[5000:])
+    parts = tuple(
+        gguf_io.ModelSource(
+            name=f"p{i}", package=f"fake-pkg-part{i}", version="1.0", member="fake/model.gguf",
+            size=len(h), sha256_b64=base64.urlsafe_b64encode(hashlib.sha256(h).digest())
+            .rstrip(b"=").decode(),
+        )  # fmt: skip
+        for i, h in enumerate(halves)
+    )
+    whole = hashlib.sha256(PAYLOAD).hexdigest()
+    src = gguf_io.SplitSource("fake-split", parts, "split.gguf", whole)
+    monkeypatch.setitem(gguf_io.MODELS, src.name, src)
+    by_pkg = {p.package: h for p, h in zip(parts, halves, strict=True)}
+    monkeypatch.setattr(gguf_io, "_download_wheel",
+                        lambda s, d: _fake_wheel(d, by_pkg[s.package]))  # fmt: skip
+    p = gguf_io.fetch_model(src.name)
+    assert p.read_bytes() == PAYLOAD and p.name == "split.gguf"
+    p.unlink()
+    bad = gguf_io.SplitSource("fake-split", parts, "split.gguf", "0" * 64)
+    monkeypatch.setitem(gguf_io.MODELS, src.name, bad)
+    with pytest.raises(PacimError, match="checksum mismatch after joining 2 parts"):
+        gguf_io.fetch_model(src.name)
+    assert not p.exists()
+
+
 def test_fetch_rejects_bad_wheels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     src = _fake_source()
     monkeypatch.setitem(gguf_io.MODELS, src.name, src)

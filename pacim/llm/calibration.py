@@ -2,7 +2,8 @@
 
 A calibration (every method's static ranges, sink phases, templates, prefix, R_correct) is
 computed once per (model file, setting, calibration tokens, alphas) and kept in
-``<cache>/calib/`` (``$PACIM_CACHE`` or ``~/.cache/pacim``); ``PACIM_CALIB_CACHE=0`` disables it.
+``<cache>/calib/`` (``$PACIM_CACHE`` or ``~/.cache/pacim``); ``PACIM_CALIB_CACHE=0`` disables it,
+``PACIM_CALIB_CACHE=DIR`` puts it in DIR.
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ def get_calibration(
     key = cal.cache_key(str(lm.path.resolve()), st.st_size, st.st_mtime_ns, setting.to_dict(),
                         list(alpha), [w.tolist() for w in windows])  # fmt: skip
     path = None
-    if os.environ.get("PACIM_CALIB_CACHE", "1") != "0":
-        path = cache_dir() / "calib" / f"{Path(lm.path).stem}-{setting.spec}-{key}.npz"
+    env = os.environ.get("PACIM_CALIB_CACHE", "1")
+    if env != "0":
+        root = cache_dir() / "calib" if env == "1" else Path(env).expanduser()
+        path = root / f"{Path(lm.path).stem}-{setting.spec.replace(':', '_')}-{key}.npz"
     c = _CALIBRATED.get(key)
     if c is None and path is not None and path.is_file():
         c = cal.load(path, setting)

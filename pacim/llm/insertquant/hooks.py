@@ -247,7 +247,7 @@ class QuantHooks(Hooks):
             if self.level >= INSERT and self.templates is not None:
                 tk, tv = self.templates.kv(layer, self._tidx)
                 k, v = k.copy(), v.copy()
-                k[self.sinks] = self.model.rope_at(tk, self.sinks)
+                k[self.sinks] = self.model.rope_at(tk, self.sinks, layer=layer)
                 v[self.sinks] = tv
         return q, k, v
 

@@ -74,7 +74,7 @@ class CalibrationRecorder(Hooks):
             n_layers = len(self._k)
             rec = SinkRecord(birth, rows, self._actx[birth][rows].astype(np.float32))
             for la in range(birth + 1, n_layers):
-                rec.k[la] = self.model.rope_at(self._k[la][rows], rows, inverse=True)
+                rec.k[la] = self.model.rope_at(self._k[la][rows], rows, layer=la, inverse=True)
                 rec.v[la] = self._v[la][rows].copy()
                 rec.norms[(la, "attn")] = self._norms[(la, "attn")][rows].copy()
                 rec.norms[(la, "ffn")] = self._norms[(la, "ffn")][rows].copy()
