@@ -277,3 +277,18 @@ def test_named_text_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(PacimError, match="apt-get and dpkg-deb are needed"):
         texts.fetch_text("debian-handbook")
     assert texts.resolve_text("my.txt") == "my.txt" and texts.resolve_text(None) is None
+
+
+def test_bos_windows_and_prefix() -> None:
+    from pacim.llm.eval import make_windows
+    from pacim.llm.insertquant.prefix import with_prefix
+
+    ids = np.arange(2, 40)
+    w = make_windows(np.concatenate([[1], ids]), 8, None, "t", bos=1)  # text's own BOS dropped
+    assert len(w) == 5 and all(x[0] == 1 and x.size == 8 for x in w)
+    assert np.array_equal(w[1][1:], ids[7:14])
+    assert make_windows(ids, 8, 15, "t", bos=1)[-1][-1] == ids[13]  # 15 tokens: two windows
+    with pytest.raises(PacimError, match="fewer than the context"):
+        make_windows(ids[:5], 8, None, "t", bos=1)
+    assert np.array_equal(with_prefix(np.array([1, 5, 6]), (1,)), [1, 5, 6])  # BOS: not again
+    assert np.array_equal(with_prefix(np.array([5, 6]), (0,)), [0, 5, 6])

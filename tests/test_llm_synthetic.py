@@ -510,3 +510,113 @@ def test_cli_errors_exit_2(args: list[str], msg: str) -> None:
     assert r.exit_code == 2
     assert msg in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+# ---- Gemma 3 ------------------------------------------------------------------------------
+G_LAYERS, G_WINDOW, G_THETA = 6, 4, 1e6  # layer 5 is global, 0-4 slide over 4 positions
+
+
+def write_gemma3(path: Path, seed: int = 1) -> dict[str, np.ndarray]:
+    """A tiny random Gemma 3 GGUF; returns its tensors."""
+    rng = np.random.default_rng(seed)
+    tokens, types = _byte_vocab()
+    v = len(tokens)
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_block_count(G_LAYERS)
+    w.add_context_length(256)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(H)
+    w.add_head_count_kv(HKV)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_uint32("gemma3.attention.key_length", HD)
+    w.add_uint32("gemma3.attention.value_length", HD)
+    w.add_rope_freq_base(G_THETA)
+    w.add_uint32("gemma3.attention.sliding_window", G_WINDOW)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(MERGES)
+    t: dict[str, np.ndarray] = {}
+
+    def add(name: str, shape: tuple[int, ...], s: float = 0.2, off: float = 0.0) -> None:
+        t[name] = (off + s * rng.standard_normal(shape)).astype(np.float32)
+
+    add("token_embd.weight", (v, D), 0.2)
+    for i in range(G_LAYERS):
+        p = f"blk.{i}."
+        for n, shape in (("attn_q", (H * HD, D)), ("attn_k", (HKV * HD, D)),
+                         ("attn_v", (HKV * HD, D)), ("attn_output", (D, H * HD)),
+                         ("ffn_gate", (FF, D)), ("ffn_up", (FF, D)), ("ffn_down", (D, FF))):
+            add(p + n + ".weight", shape)
+        for n, dim in (("attn_norm", D), ("ffn_norm", D), ("post_attention_norm", D),
+                       ("post_ffw_norm", D), ("attn_q_norm", HD), ("attn_k_norm", HD)):
+            add(p + n + ".weight", (dim,), 0.1, 1.0)
+    add("output_norm.weight", (D,), 0.1, 1.0)
+    for name, a in t.items():
+        w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return t
+
+
+def _rms6(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-6) * w
+
+
+def reference_gemma3(t: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndarray:
+    """Slow float64 Gemma 3: embedding x sqrt(d), QK-norm, rotate-half RoPE (base 1e4 in the
+    sliding layers, G_THETA in the global one), sliding-window attention, post norms, GeGLU."""
+    g = {k: v.astype(np.float64) for k, v in t.items()}
+    x = g["token_embd.weight"][tokens] * np.sqrt(D)
+    n = tokens.size
+    for i in range(G_LAYERS):
+        p = f"blk.{i}."
+        local = (i + 1) % 6 != 0
+        theta = 10000.0 if local else G_THETA
+
+        def rope(vec: np.ndarray, pos: int, theta: float = theta) -> np.ndarray:
+            f = theta ** (-np.arange(0, HD, 2) / HD)
+            c, s = np.cos(pos * f), np.sin(pos * f)
+            a, b = vec[: HD // 2], vec[HD // 2 :]
+            return np.concatenate([a * c - b * s, b * c + a * s])
+
+        a = _rms6(x, g[p + "attn_norm.weight"])
+        q = (a @ g[p + "attn_q.weight"].T).reshape(n, H, HD)
+        k = (a @ g[p + "attn_k.weight"].T).reshape(n, HKV, HD)
+        v = (a @ g[p + "attn_v.weight"].T).reshape(n, HKV, HD)
+        q = np.array([[rope(_rms6(q[s, h], g[p + "attn_q_norm.weight"]), s) for h in range(H)]
+                      for s in range(n)])  # fmt: skip
+        k = np.array([[rope(_rms6(k[s, h], g[p + "attn_k_norm.weight"]), s) for h in range(HKV)]
+                      for s in range(n)])  # fmt: skip
+        att = np.zeros((n, H, HD))
+        for h in range(H):
+            kv = h // (H // HKV)
+            for s in range(n):
+                us = [u for u in range(s + 1) if not local or s - u < G_WINDOW]
+                sc = np.array([q[s, h] @ k[u, kv] for u in us]) / np.sqrt(HD)
+                pr = np.exp(sc - sc.max())
+                pr /= pr.sum()
+                att[s, h] = sum(pr_u * v[u, kv] for pr_u, u in zip(pr, us, strict=True))
+        o = att.reshape(n, H * HD) @ g[p + "attn_output.weight"].T
+        x = x + _rms6(o, g[p + "post_attention_norm.weight"])
+        m = _rms6(x, g[p + "ffn_norm.weight"])
+        gate, up = m @ g[p + "ffn_gate.weight"].T, m @ g[p + "ffn_up.weight"].T
+        gelu = 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate**3)))
+        x = x + _rms6((gelu * up) @ g[p + "ffn_down.weight"].T, g[p + "post_ffw_norm.weight"])
+    return _rms6(x, g["output_norm.weight"]) @ g["token_embd.weight"].T
+
+
+def test_gemma3_matches_slow_reference(tmp_path: Path) -> None:
+    t = write_gemma3(tmp_path / "g.gguf")
+    gm = load_gguf(tmp_path / "g.gguf", use_cache=False)
+    cfg = gm.config
+    assert (cfg.family, cfg.sliding_window, cfg.qk_norm, cfg.rope_neox) == ("gemma3", G_WINDOW,
+                                                                           True, True)
+    assert [cfg.local(i) for i in range(G_LAYERS)] == [True] * 5 + [False]
+    tokens = np.array([0, 5, 77, 3, 150, 9, 9, 200, 31, 1, 260, 42])
+    got = LlamaModel(gm).logits(tokens)
+    ref = reference_gemma3(t, tokens)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())

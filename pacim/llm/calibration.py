@@ -19,6 +19,7 @@ from pacim.llm.fetch import cache_dir
 from pacim.llm.insertquant import calibrate as cal
 from pacim.llm.insertquant.detect import DEFAULT_ALPHA
 from pacim.llm.insertquant.hooks import QuantHooks, StopForward
+from pacim.llm.insertquant.prefix import with_prefix
 from pacim.llm.insertquant.recorder import CalibrationRecorder
 from pacim.llm.model import LlamaModel
 from pacim.llm.quantizers import QuantizedWeights
@@ -148,7 +149,7 @@ def get_calibration(
         n = len(c.prefix)
         rec = CalibrationRecorder(lm, setting.rotation, *alpha, skip=n, sinks=False)
         for w in windows:
-            lm.hidden(np.concatenate([np.asarray(c.prefix, dtype=np.int64), w]), rec)
+            lm.hidden(with_prefix(w, c.prefix), rec)
         c.ranges["prefix"] = cal.prefix_ranges(rec, setting)
         dirty = True
     if dirty and path is not None:

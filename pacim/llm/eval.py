@@ -20,6 +20,7 @@ import numpy as np
 from pacim.errors import PacimError
 from pacim.llm.calibration import get_calibration, get_model, get_weights
 from pacim.llm.insertquant import DEFAULT_ALPHA, DEFAULT_MODES, MODES, QuantHooks, parse_mode
+from pacim.llm.insertquant.prefix import with_prefix
 from pacim.llm.model import SITE_LINEARS, LlamaModel
 from pacim.llm.rotation import check_rotation
 from pacim.llm.settings import DEFAULT_SETTING, QuantSetting, parse_setting
@@ -38,7 +39,13 @@ def calibration_windows(
 ) -> list[np.ndarray]:
     """Windows of the calibration text (shipped calib.txt by default)."""
     ctext, label = read_text(calib, CALIB_TEXT)
-    return make_windows(tok.encode(ctext), min(ctx, tokens), tokens, f"calibration text {label}")
+    return make_windows(tok.encode(ctext), min(ctx, tokens), tokens, f"calibration text {label}",
+                        bos=window_bos(tok))  # fmt: skip
+
+
+def window_bos(tok: Tokenizer) -> int | None:
+    """The BOS every window starts with, for models that want one (Gemma), else None."""
+    return tok.bos_id if tok.spec.add_bos else None
 
 
 def read_text(path: str | Path | None, default: Path) -> tuple[str, str]:
@@ -52,10 +59,24 @@ def read_text(path: str | Path | None, default: Path) -> tuple[str, str]:
         raise PacimError(f"cannot read text file {p}: {e}") from e
 
 
-def make_windows(ids: np.ndarray, ctx: int, tokens: int | None, label: str) -> list[np.ndarray]:
-    """Non-overlapping ctx-token windows over the first ``tokens`` ids (None: all)."""
+def make_windows(
+    ids: np.ndarray, ctx: int, tokens: int | None, label: str, *, bos: int | None = None
+) -> list[np.ndarray]:
+    """Non-overlapping ctx-token windows over the first ``tokens`` ids (None: all).
+
+    With ``bos``, every window is BOS + ctx - 1 text tokens (the text's own leading BOS
+    dropped), as a model trained with a BOS expects."""
     if ctx < 2:
         raise PacimError(f"context must be at least 2 tokens, got {ctx}")
+    if bos is not None:
+        body = ids[1:] if ids.size and ids[0] == bos else ids
+        n = body.size if not tokens else min(int(tokens), body.size)
+        if n < ctx - 1:
+            raise PacimError(f"{label} has {body.size} tokens, fewer than the context of "
+                             f"{ctx} (give a longer text or a smaller --ctx)")  # fmt: skip
+        head = np.asarray([bos], dtype=ids.dtype)
+        return [np.concatenate([head, body[i : i + ctx - 1]])
+                for i in range(0, n - (ctx - 1) + 1, ctx - 1)]  # fmt: skip
     n = ids.size if not tokens else min(int(tokens), ids.size)
     if n < ctx:
         raise PacimError(
@@ -115,12 +136,10 @@ def _ppl(
     prefix: tuple[int, ...] = (),
 ) -> float:  # fmt: skip
     nll = []
-    pre = np.asarray(prefix, dtype=np.int64)
     for w in windows:
-        if pre.size:  # the prefix's own predictions (and the one of w[0]) are not counted
-            nll.append(model.nll(np.concatenate([pre, w]), hooks)[pre.size :])
-        else:
-            nll.append(model.nll(w, hooks))
+        seq = with_prefix(w, prefix)
+        # the prefix's own predictions (and, when prepended, the one of w[0]) are not counted
+        nll.append(model.nll(seq, hooks)[seq.size - w.size :])
         tick(1)
     return float(np.concatenate(nll).mean())
 
@@ -147,7 +166,8 @@ def evaluate(
     warnings = []
     if text.strip() == ctext.strip() or text.strip()[:400] in ctext:
         warnings.append("the evaluation text overlaps the calibration text")
-    eval_w = make_windows(tok.encode(text), cfg.ctx, cfg.tokens or None, f"text {text_label}")
+    eval_w = make_windows(tok.encode(text), cfg.ctx, cfg.tokens or None, f"text {text_label}",
+                          bos=window_bos(tok))  # fmt: skip
     cal_w = calibration_windows(tok, cfg.calib, ctx=cfg.ctx, tokens=cfg.calib_tokens)
     methods = {m: parse_mode(m) for m in cfg.modes}
     need_calib = any(m.base != "fp" for m in methods.values())
