@@ -195,10 +195,18 @@ def fp_sink_sets(rec: CalibrationRecorder, phases: SinkPhases) -> list[set]:
 
 
 # ---- on-disk cache ---------------------------------------------------------------------------
+def _code_hash() -> str:
+    """Hash of the code a calibration comes from, so a changed algorithm never reads old files."""
+    here = Path(__file__).resolve().parent
+    files = sorted(here.glob("*.py")) + [here.parent / n for n in
+                                         ("quantizers.py", "calibration.py", "model.py")]
+    return hashlib.sha1(b"".join(f.read_bytes() for f in files if f.is_file())).hexdigest()
+
+
 def cache_key(*parts: Any) -> str:
-    """A short hash of the inputs that decide a calibration."""
-    h = hashlib.sha1(json.dumps([CALIB_VERSION, *parts], sort_keys=True, default=str).encode())
-    return h.hexdigest()[:20]
+    """A short hash of the inputs (and the code) that decide a calibration."""
+    blob = json.dumps([CALIB_VERSION, _code_hash(), *parts], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 
 def _key_str(k: Key) -> str:
