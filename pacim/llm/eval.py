@@ -292,7 +292,8 @@ def format_report(res: dict[str, Any], *, per_layer: bool = True) -> str:
             f"R_correct {p.get('r_correct', float('nan')):.2f}, prefix {p['prefix']}",
         ]
     elif p:
-        lines += ["", "no spike found in calibration (insertquant = rtn on rotated inputs)"]
+        lines += ["", "no spike found in calibration: insertquant = quarot-rtn with spike-aware "
+                  "clipping"]
     if res["max_ratio_before"] is not None:
         after = res["max_ratio_after"]
         lines += [
