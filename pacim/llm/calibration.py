@@ -76,8 +76,8 @@ def prefix_tokens(tok: Tokenizer, calib: cal.Calibration, windows: Sequence[np.n
             start = spec.bos_id
         else:
             start = Counter(int(w[0]) for w in windows).most_common(1)[0][0]
-    counts = calib.info.get("sink_counts") or {1: 1}
-    n = max(counts, key=lambda k: counts[k])
+    counts = {int(k): v for k, v in (calib.info.get("sink_counts") or {1: 1}).items()}
+    n = max(counts, key=lambda k: counts[k])  # (keys are strings after the JSON cache)
     later = Counter(int(windows[i][p]) for i, rows in enumerate(calib.info.get("sink_rows", []))
                     for p in rows if p > 0)  # fmt: skip
     return (start, *[t for t, _ in later.most_common(max(n - 1, 0))])
