@@ -64,15 +64,6 @@ def _paper_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                                   " MAC error / PAC MAC error", "paper": 4.0, "pacim": v * 4.0,
                          "diff": f"{v:.0f}x the claim (our baselines are naive)",
                          "kind": "predicted (error study)"})
-    llm = results.get("llm_eval", {}).get("figures", {})
-    if llm:
-        fp = llm.get("ppl_fp")
-        for k, v in llm.items():
-            if k.startswith("ppl_") and isinstance(v, (int, float)):
-                diff = f"{v / fp - 1:+.1%} vs fp" if fp and k != "ppl_fp" and v < 10 * fp else "-"
-                rows.append({"claim": f"SmolLM2-135M W8A8 perplexity, {k[4:]}", "paper": None,
-                             "pacim": v, "diff": diff,
-                             "kind": "measured (insertquant: with the Hadamard rotation)"})
     return rows
 
 
@@ -125,6 +116,10 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
                     f"{_num(row['pac_std_over_hypergeometric_median'], '.2f')} |")
             lines.append("")
 
+    from benchmarks.bench_llm import report_lines as llm_lines  # the LLM section is bench_llm's
+
+    lines += llm_lines(results.get("llm_eval", {}).get("figures", {}))
+
     m = results.get("macro_conv2d", {}).get("figures", {})
     lines += ["", "## Speed", "",
               "Ratios are measured in one run against a float32 GEMM (or forward) beside them; "
@@ -170,8 +165,8 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
          "s"),
         ("accuracy_resnet18_cifar", "float_s_per_image", "CIFAR ResNet-18 image, float executor",
          "s"),
-        ("llm_eval", "eval_4_modes_1024_tokens_s", "pacim llm eval, 4 modes, 1,024 tokens",
-         "s"),
+        ("llm_eval", "eval_w4a4skv4_5_modes_1024_tokens_warm_s",
+         "pacim llm eval --setting w4a4skv4, 5 modes, 1,024 tokens (calibration cached)", "s"),
     ):
         v = _fig(results, bench, key)
         if v is not None:
