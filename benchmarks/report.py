@@ -213,7 +213,7 @@ def _area_figure(results: dict[str, Any], plt: Any) -> Path | None:
         return None
     chips = list(parts)
     keys = [k for k in next(iter(parts.values())) if any(parts[c].get(k) for c in chips)]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     bottom = [0.0] * len(chips)
     cmap = plt.get_cmap("tab20")
     for j, k in enumerate(keys):
@@ -222,7 +222,7 @@ def _area_figure(results: dict[str, Any], plt: Any) -> Path | None:
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_ylabel("area (mm^2, 65 nm)")
     ax.set_title("chip area by component")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, axis="y", alpha=0.3)
     p = DOCS / "area_breakdown.png"
     fig.tight_layout()
