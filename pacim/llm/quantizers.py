@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,18 @@ class ChannelWeights:
     zero: np.ndarray  # (K,)
     bits: int
     qtensor: QTensor | None = None  # per-tensor asymmetric: the macro's own QTensor
+    _prepared: list = field(default_factory=list, repr=False, compare=False)
+
+    def prepared(self) -> Any:
+        """The macro's PreparedWeight of these codes, made once (per-tensor: the QTensor's own
+        scale; otherwise the raw codes at step 1, channel scales applied after the MAC)."""
+        if not self._prepared:
+            from pacim.macro import prepare_weight  # noqa: PLC0415
+
+            qt = self.qtensor if self.qtensor is not None else QTensor(
+                q=self.codes, scale=float((1 << self.bits) - 1), bias=0.0, bits=self.bits)
+            self._prepared.append(prepare_weight(qt))
+        return self._prepared[0]
 
     def dequantize(self) -> np.ndarray:
         """The fake-quantized weight, float32 (K, N)."""
@@ -149,11 +161,9 @@ def macro_linear(
     * step_k`` per output channel in the periphery.
     """
     op = min(operand, max(qx.bits, cw.bits))
+    r = linear_quantized(qx, cw.prepared(), operand=op, return_stats=want_stats)
     if cw.qtensor is not None:
-        r = linear_quantized(qx, cw.qtensor, operand=op, return_stats=want_stats)
         return r if want_stats else (r, None)
-    unit = QTensor(q=cw.codes, scale=float((1 << cw.bits) - 1), bias=0.0, bits=cw.bits)
-    r = linear_quantized(qx, unit, operand=op, return_stats=want_stats)
     acc, st = r if want_stats else (r, None)
     xsum = qx.dequantize().sum(axis=1)
     return (acc - xsum[:, None] * cw.zero[None, :]) * cw.step[None, :], st
