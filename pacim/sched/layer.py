@@ -11,6 +11,7 @@ import gc
 from dataclasses import dataclass
 
 from ..arch import Arch
+from ..errors import PacimError
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer
 from .counts import LayerCounts, empty_traffic
@@ -31,7 +32,12 @@ from .timing import cycle_mix, pac_lut
 from .vectors import Totals, VectorSums, in_pixels
 
 DEFAULT_BATCH = 32  # input vectors per event (the event granularity, not a hardware size)
-__all__ = ["DEFAULT_BATCH", "STALL_CAUSES", "LayerPlan", "plan_layer", "schedule_layer"]
+# Refused up front beyond this many simulated events: ~5 minutes at the ~2 us per event measured
+# on the shared 2-core development machine (benchmarks/bench_sched.py: us_per_event).
+MAX_SIMULATED_EVENTS = 1 << 27
+EVENTS_PER_STEP = 9  # at most: weight load, 2 main fetches, fetch, compute, pac, encode, 2 wb
+__all__ = ["DEFAULT_BATCH", "MAX_SIMULATED_EVENTS", "STALL_CAUSES", "LayerPlan", "check_work",
+           "plan_layer", "schedule_layer", "schedule_plan", "simulated_events_bound"]
 
 
 def _home(bits: int, arch: Arch) -> str:
@@ -131,6 +137,32 @@ def plan_layer(arch: Arch, layer: Layer, stats: MacroStats | None, prev_layer: L
         engine_ops=pac.engine_ops_per_cycle, encoder_bits=pac.encoder_bits_per_cycle)
 
 
+def simulated_events_bound(plan: LayerPlan, opts: Steady, traced: bool) -> int:
+    """About how many events the engine will process for this layer: every one with a trace or
+    without extrapolation; else a few periods of each run of passes, and of a uniform pass only
+    the batches before its steady state is found."""
+    mp, nb = plan.mapping, plan.sums.batches
+    if traced or not opts.enabled:
+        return mp.pass_count * nb * EVENTS_PER_STEP
+    warm = opts.patience + opts.min_skip + 4 * opts.margin
+    per_pass = min(nb, warm) if plan.sums.uniform else nb
+    passes = sum(min(r.passes, 3 * len(r.kinds) + 2) for r in mp.runs)
+    return passes * per_pass * EVENTS_PER_STEP
+
+
+def check_work(plan: LayerPlan, opts: Steady, traced: bool) -> None:
+    """PacimError when the layer's events cannot be simulated in reasonable time."""
+    est = simulated_events_bound(plan, opts, traced)
+    if est > MAX_SIMULATED_EVENTS:
+        mp = plan.mapping
+        raise PacimError(
+            f"layer {plan.name}: scheduling it means simulating about {est:.3g} events "
+            f"({mp.pass_count:,} passes x {plan.sums.batches:,} batches of {plan.sums.batch} "
+            f"vectors{', every event traced' if traced else ''}), over the scheduler's limit "
+            f"of {MAX_SIMULATED_EVENTS:.3g} (about 5 minutes); "
+            + ("drop the trace or shrink the layer" if traced else "shrink the layer"))
+
+
 def _traffic(plan: LayerPlan) -> tuple[dict, dict, int, int]:
     """(reads, writes, pac_ops, encoder_bits) of the layer: per pass kind x its passes."""
     reads, writes = empty_traffic(), empty_traffic()
@@ -208,10 +240,17 @@ def schedule_layer(
         raise ValueError(f"batch must be >= 1, got {batch}")
     opts = steady if isinstance(steady, Steady) else Steady(enabled=bool(steady))
     plan = plan_layer(arch, layer, stats, prev_layer, next_layer, exact, next_exact, batch)
+    check_work(plan, opts, trace is not None)
+    return schedule_plan(arch, plan, trace, opts)
+
+
+def schedule_plan(arch: Arch, plan: LayerPlan, trace: object | None = None,
+                  steady: Steady | None = None) -> LayerCounts:
+    """Run a planned layer's events (schedule_layer without the checks)."""
     was_enabled = gc.isenabled()
     gc.disable()  # linked tasks: the cyclic GC would rescan them all
     try:
-        return _run(arch, plan, trace, opts)
+        return _run(arch, plan, trace, steady or Steady())
     finally:
         if was_enabled:
             gc.enable()

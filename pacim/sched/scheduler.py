@@ -16,7 +16,7 @@ from ..arch import Arch
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer, Workload
 from .counts import LayerCounts
-from .layer import DEFAULT_BATCH, schedule_layer
+from .layer import DEFAULT_BATCH, check_work, plan_layer, schedule_plan
 from .mapping import layer_is_exact
 from .steady import Steady
 from .trace import TraceWriter
@@ -53,24 +53,30 @@ def schedule(
         if hit is not None:
             _SCHEDULE_CACHE.move_to_end(key)
             return list(hit)
-    writer = TraceWriter(trace_path) if trace_path is not None else None
+    opts = steady if isinstance(steady, Steady) else Steady(enabled=bool(steady))
     exact = [layer_is_exact(arch, la, first=(i == 0)) for i, la in enumerate(layers)]
+    plans = []
+    for i, la in enumerate(layers):
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        last = i + 1 == len(layers)
+        plans.append(plan_layer(arch, la, stats.get(la.name), layers[i - 1] if i else None,
+                                None if last else layers[i + 1], exact[i],
+                                None if last else exact[i + 1], batch))
+        check_work(plans[-1], opts, trace_path is not None)  # refused before any work
+    writer = TraceWriter(trace_path) if trace_path is not None else None
     out: list[LayerCounts] = []
     t0 = 0
-    for i, la in enumerate(layers):
+    try:
+        for plan in plans:
+            if writer is not None:
+                writer.begin_layer(t0)
+            out.append(schedule_plan(arch, plan, writer, opts))
+            t0 += out[-1].cycles
+    except BaseException:
         if writer is not None:
-            writer.begin_layer(t0)
-        out.append(schedule_layer(
-            arch, la, stats.get(la.name),
-            prev_layer=layers[i - 1] if i else None,
-            next_layer=layers[i + 1] if i + 1 < len(layers) else None,
-            exact=exact[i],
-            next_exact=exact[i + 1] if i + 1 < len(layers) else None,
-            batch=batch,
-            trace=writer,
-            steady=steady,
-        ))
-        t0 += out[-1].cycles
+            writer.abort()
+        raise
     if writer is not None:
         writer.close()
     if key is not None:

@@ -24,8 +24,8 @@ TRACE_BUFFER = 8192  # rows held before a write
 class TraceWriter:
     """Streams trace rows to a path (or an open text file); use as a context manager.
 
-    A write error (a full disk, a closed pipe) is a PacimError naming the path; a partially
-    written regular file that this writer created is removed.
+    A write error (a full disk, a closed pipe) is a PacimError naming the path; the partly
+    written regular file is removed (so is it by `abort`, when the run fails).
     """
 
     def __init__(self, target: str | Path | IO[str], buffer: int = TRACE_BUFFER) -> None:
@@ -35,10 +35,8 @@ class TraceWriter:
         self._rows: list[tuple] = []
         self._own = not hasattr(target, "write")
         self.path = str(target) if self._own else getattr(target, "name", "<stream>")
-        self._created = False
         try:
             if self._own:
-                self._created = not os.path.exists(target)  # type: ignore[arg-type]
                 self._file: IO[str] = open(target, "w", newline="")  # type: ignore[arg-type]  # noqa: SIM115
             else:
                 self._file = target  # type: ignore[assignment]
@@ -53,7 +51,7 @@ class TraceWriter:
                 self._file.close()
             except OSError:
                 pass
-            if os.path.isfile(self.path) and (self._created or self.rows_written):
+            if os.path.isfile(self.path):  # truncated by this writer: no partial trace stays
                 os.unlink(self.path)
         raise PacimError(f"cannot write trace {self.path}: {exc.strerror or exc}") from None
 
@@ -89,14 +87,24 @@ class TraceWriter:
             except OSError as exc:
                 self._fail(exc)
 
+    def abort(self) -> None:
+        """Stop without writing the rest: close, and remove a regular file this writer made."""
+        if self._own:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            if os.path.isfile(self.path):
+                os.unlink(self.path)
+
     def __enter__(self) -> TraceWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        elif self._own:
-            self._file.close()
+        else:
+            self.abort()
 
 
 def write_trace(path: str | Path, rows: Sequence[tuple], offsets: Sequence[int] | None = None
