@@ -28,8 +28,8 @@ class TraceWriter:
     written regular file is removed (so is it by `abort`, when the run fails).
     """
 
-    def __init__(self, target: str | Path | IO[str], buffer: int = TRACE_BUFFER) -> None:
-        self.buffer = max(1, buffer)
+    def __init__(self, target: str | Path | IO[str], buffer: int | None = None) -> None:
+        self.buffer = max(1, TRACE_BUFFER if buffer is None else buffer)
         self.offset = 0  # added to start and end: the current layer's first cycle
         self.rows_written = 0
         self._rows: list[tuple] = []
