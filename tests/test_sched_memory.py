@@ -42,16 +42,18 @@ def _run(args: list[str], limit: int = GIB, env: dict | None = None
 
 
 def _timed(call: str, limit: int = GIB) -> dict:
-    """Run `call` (Python, sets `rep`) in a fresh process under RLIMIT_AS; its time, inside."""
+    """Run `call` (Python, sets `rep`) in a fresh process under RLIMIT_AS; its time, inside, and
+    its peak resident memory (VmHWM: this address space's own; ru_maxrss would carry over the
+    pytest parent's peak through fork and exec)."""
     code = textwrap.dedent(f"""
-        import json, resource, time
+        import json, time
         from pacim.pipeline import simulate
         t0 = time.perf_counter()
         {call}
         s = rep.summary
+        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
         print(json.dumps({{"s": time.perf_counter() - t0, "events": s["events"],
-                          "cycles": s["cycles"],
-                          "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+                          "cycles": s["cycles"], "rss": int(hwm[0].split()[1]) * 1024}}))
     """)
     r = _run(["-c", code], limit)
     assert r.returncode == 0, r.stderr[-2000:]
