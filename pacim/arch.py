@@ -158,6 +158,52 @@ class EnergyTable(_Strict):
     leakage_mw: EnergyEntry | None = None  # static power at vdd_nom, mW
 
 
+class AreaEntry(_Strict):
+    """One area-table value (um^2 per unit at area.node_nm, or a factor) with its source."""
+
+    value: float = Field(ge=0, allow_inf_nan=False)
+    source: str = ""
+    calibrated: bool = False
+
+
+class BufferAreas(_Strict):
+    """Area per KiB of each memory level, by level (um^2/KiB at area.node_nm).
+
+    A level without an entry is not on the die (main memory is off-chip by default)."""
+
+    main: AreaEntry | None = None
+    global_buffer: AreaEntry | None = None
+    bank_buffer: AreaEntry | None = None  # per KiB; every bank has memory.bank_buffer.size_kib
+
+
+class AreaTable(_Strict):
+    """Per-unit silicon areas (um^2 at node_nm) and the geometry they need (pacim/energy/area.py).
+
+    Areas scale to technology.node_nm by (technology.node_nm / node_nm)^2."""
+
+    node_nm: float = Field(65, gt=0, allow_inf_nan=False, description="node of the table, nm")
+    bitcell: AreaEntry | None = None  # one weight bit-cell of a bank (with its compute port)
+    full_adder: AreaEntry | None = None  # one full adder of a D-CiM column adder tree
+    accumulator_bit: AreaEntry | None = None  # one bit of a column shift-accumulator
+    adc: AreaEntry | None = None  # one column ADC (bp_bs)
+    driver: AreaEntry | None = None  # one row/column line driver (DAC, precharge, write)
+    pac_unit: AreaEntry | None = None  # one PAC-engine count-product unit
+    encoder_lane: AreaEntry | None = None  # sparsity encoder, per activation bit per cycle
+    count_bit: AreaEntry | None = None  # one stored bit of a weight-plane column count S_w
+    datapath: AreaEntry | None = None  # near-memory datapath, per macro output
+    input_gating: AreaEntry | None = None  # input zero-gating (sparsity controller), per row
+    buffers: BufferAreas = BufferAreas()
+    periphery_overhead: AreaEntry | None = None  # bank decoders/drivers/control, x bank logic
+    bank_scale: AreaEntry | None = None  # one common factor on every bank component
+    columns_per_adc: int = Field(1, ge=1, le=65536, description="bp_bs columns per ADC")
+    count_bits: int = Field(13, ge=1, le=64, description="bits of one stored count S_w")
+    weight_planes: int | None = Field(
+        None, ge=1, le=16,
+        description="weight bit-planes a bank stores per row x column (bit_serial); null: "
+        "wbit when any layer can run exact, else min(pac.operand, wbit)",
+    )
+
+
 class Arch(_Strict):
     """A whole chip."""
 
@@ -168,6 +214,7 @@ class Arch(_Strict):
     pac: Pac = Pac()
     memory: Memory
     energy: EnergyTable = EnergyTable()
+    area: AreaTable | None = None  # silicon area table; None: no area figures
 
     @model_validator(mode="after")
     def _consistent(self) -> Arch:
@@ -185,6 +232,14 @@ class Arch(_Strict):
                                  f" got xbit={m.xbit}, wbit={m.wbit}, operand={p.operand}")
         if m.kind == "bp_bs" and m.wbit > m.cols:
             raise ValueError(f"bp_bs needs wbit ({m.wbit}) <= macro.cols ({m.cols})")
+        return self
+
+    @model_validator(mode="after")
+    def _area_planes(self) -> Arch:
+        a = self.area
+        if a is not None and a.weight_planes is not None and a.weight_planes > self.macro.wbit:
+            raise ValueError(f"area.weight_planes ({a.weight_planes}) exceeds macro.wbit "
+                             f"({self.macro.wbit})")
         return self
 
     # --- what the macro computes -------------------------------------------------------

@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 LAZY_COMMANDS = {
     "simulate": "pacim.cli.simulate:simulate_command",
     "energy": "pacim.cli.energy:energy_command",
+    "area": "pacim.cli.energy:area_command",
     "error-study": "pacim.cli.error_study:error_study_command",
     "sweep": "pacim.cli.sweep:sweep_command",
     "plot": "pacim.cli.sweep:plot_command",

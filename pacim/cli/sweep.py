@@ -41,6 +41,9 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
           --set pac.dynamic=null --grid pac.operand=2,3,4,5,6 --grid macro.banks=4,8,16,32 \\
           --out sweep.jsonl
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o pareto.png
+      pacim sweep --arch pacim_65nm --workload resnet18 --no-data --grid macro.banks=8,16,32 \\
+          --grid area.full_adder.value=14.8,25.8 --out area.jsonl   # area entries grid too
+      pacim plot area.jsonl --x area_mm2 --y energy_pj --pareto -o area.png
       pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
     """
     from ..arch import load_arch, parse_assignment
@@ -90,6 +93,13 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     failed = [r for r in records if r.get("status") != "ok"]
     click.echo(f"{len(records)} points ({len(records) - len(failed)} ok, {len(failed)} failed) "
                f"in {dt:.1f} s -> {out}")
+    from ..sweeps import PARETO_FIELD, mark_pareto
+
+    front = [r for r in mark_pareto(records) if r.get(PARETO_FIELD)]
+    if front:
+        click.echo(f"{len(front)} on the energy / latency / area Pareto front: "
+                   + "; ".join(f"{r.get('workload')} {r.get('overrides')}" for r in front[:5])
+                   + (" ..." if len(front) > 5 else ""))
     for r in failed[:3]:
         click.echo(f"  failed {r.get('workload')} {r.get('overrides')}: {r.get('error')}")
     if len(failed) > 3:
@@ -108,14 +118,17 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
 @click.option("--max-y", is_flag=True, help="Larger y is better (Pareto), e.g. sqnr_db.")
 @click.option("--logx", is_flag=True, help="Log-scale x axis.")
 @click.option("--logy", is_flag=True, help="Log-scale y axis.")
+@click.option("--front3", is_flag=True,
+              help="Outline the points on the energy / latency / area Pareto front.")
 def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto: bool,
-                 max_x: bool, max_y: bool, logx: bool, logy: bool) -> None:
+                 max_x: bool, max_y: bool, logx: bool, logy: bool, front3: bool) -> None:
     """Plot a sweep (JSONL: scatter + Pareto front) or a simulate JSON report (per layer).
 
     \b
     Examples:
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o f.png
       pacim plot sweep.jsonl --x tops_per_w --max-x --y sqnr_db --max-y --pareto -o acc.png
+      pacim plot sweep.jsonl --x area_mm2 --y energy_pj --pareto --front3 -o area.png
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
       pacim plot r.json -o layers.png
     """
@@ -130,6 +143,8 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
         click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")
     else:
         info = plot_sweep(content, out, x=x, y=y, color=color, pareto=pareto,
-                          maximize=(max_x, max_y), log=(logx, logy))
+                          maximize=(max_x, max_y), log=(logx, logy), front3=front3)
         front = f", {info['front']} on the Pareto front" if pareto else ""
+        if front3:
+            front += f", {info['front3']} on the energy / latency / area front"
         click.echo(f"{info['points']} points{front} -> {out}")

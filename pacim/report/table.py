@@ -76,6 +76,13 @@ def summary_text(d: dict[str, Any]) -> str:
             out.append(f"memory: reads {_fmt(mem.get('reads_bits'))} bit  "
                        f"writes {_fmt(mem.get('writes_bits'))} bit")
     if "energy_pj" in d:
-        out.append(f"energy {_fmt(d.get('energy_pj'))} pJ  TOPS/W {_fmt(d.get('tops_per_w'))}  "
-                   f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        line = (f"energy {_fmt(d.get('energy_pj'))} pJ  TOPS/W {_fmt(d.get('tops_per_w'))}  "
+                f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        if d.get("area_mm2") is not None:
+            line += (f"  area {_fmt(d.get('area_mm2'))} mm2  TOPS/mm2 "
+                     f"{_fmt(d.get('tops_per_mm2'))}  peak TOPS/mm2 "
+                     f"{_fmt(d.get('peak_tops_per_mm2'))}")
+        elif "area_mm2" in d:
+            line += "  area - (no area table)"
+        out.append(line)
     return "\n".join(out)

@@ -87,7 +87,7 @@ def layer_operands(la: Layer, xbit: int = 8, wbit: int = 8) -> int:
     npix, c, khw = _geometry(la)
     xb, wb = (xbit + 7) // 8, (wbit + 7) // 8
     act = npix * c * xb  # padded NHWC codes
-    act += npix * xbit * 4 + la.vectors * xbit * 8  # pixel plane counts, window counts
+    act += npix * xbit * 8 + la.vectors * xbit * 8  # pixel and window plane counts (int64)
     act += npix * xbit * _words(c) * 8  # bit-packed planes (dynamic configuration)
     wn = la.k * la.n
     weight = wn * wb + la.k * wbit * 8  # codes, plane counts
