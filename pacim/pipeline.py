@@ -140,6 +140,16 @@ def simulate(
 
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
+    if data:  # refuse what cannot fit, before any tensor is built (pacim.workloads.memory)
+        from .workloads import has_shapes_path
+        from .workloads.memory import check, estimate
+
+        m = arch.macro
+        if isinstance(workload, Workload):
+            check(estimate(workload, m.xbit, m.wbit), f"workload {workload.name}", built=True)
+        elif has_shapes_path(str(workload)):
+            shapes = load_workload(str(workload), data=False, seed=seed, **workload_options)
+            check(estimate(shapes, m.xbit, m.wbit), f"workload {shapes.name}")
     if not isinstance(workload, Workload):
         workload = load_workload(str(workload), data=data, seed=seed, **workload_options)
     elif workload_options:

@@ -94,6 +94,23 @@ def _check_seed(seed: Any) -> int | None:
     raise PacimError(f"seed must be an integer, got {seed!r}")
 
 
+def has_shapes_path(key: str) -> bool:
+    """True when the workload can be built shapes-only without its data (smollm2 cannot: its
+    shapes come from the model it captures inputs from)."""
+    if key in BUILTINS:
+        return key in _SHAPED
+    suffix = Path(key).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        from .yaml_loader import read_yaml
+
+        builtin = read_yaml(Path(key)).get("builtin")
+        return builtin is None or builtin in _SHAPED
+    return suffix == ".onnx"
+
+
+_SHAPED = ("resnet18", "resnet18-cifar", "llm-layer")
+
+
 def load_workload(
     name_or_path: str | os.PathLike[str],
     *,
@@ -105,10 +122,21 @@ def load_workload(
 
     data=False builds shapes only (fast, no tensors). seed defaults to the YAML file's seed, else
     0. `options` are the built-in's options (e.g. batch=4 for resnet18, tokens=64 for llm-layer);
-    an unknown name or option raises PacimError.
+    an unknown name or option raises PacimError. With data, the shapes are built first and a
+    workload whose tensors and forward pass would not fit in memory is refused (PacimError,
+    pacim.workloads.memory) before any tensor exists.
     """
     seed = _check_seed(seed)
     key = os.fspath(name_or_path)
+    if data and has_shapes_path(key):
+        from .memory import check, estimate
+
+        shapes = _load(key, data=False, seed=seed, **options)
+        check(estimate(shapes).building(), f"workload {shapes.name}")
+    return _load(key, data=data, seed=seed, **options)
+
+
+def _load(key: str, *, data: bool, seed: int | None, **options: Any) -> Workload:
     if key in BUILTINS:
         return BUILTINS[key](key, data=data, seed=0 if seed is None else seed, **options)
     suffix = Path(key).suffix.lower()
