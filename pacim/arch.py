@@ -19,17 +19,26 @@ from .errors import ConfigError, PacimError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every float of the chip is finite: inf / nan are rejected naming the field
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Upper bounds far beyond any real chip: they keep products of the counts finite (a value that
+# overflows float64 would turn into inf energy and a silent TOPS/W of 0).
+MAX_PJ = 1e6  # per event or per bit, pJ (DRAM is ~10 pJ/bit); also leakage, mW
+MAX_FREQ_MHZ = 1e6  # 1 THz
+MAX_KIB = float(1 << 40)  # 1 PiB
+MAX_RATE = 1e9  # PAC engine / encoder throughput per cycle
 
 
 class Technology(_Strict):
     """Process and operating point. Frequency follows the alpha-power law f ~ (V - Vth)^a / V."""
 
-    node_nm: float = Field(65, gt=0, description="process node in nm")
+    node_nm: float = Field(65, gt=0, le=1e4, description="process node in nm")
     vdd: float = Field(1.0, gt=0, le=5, description="supply voltage in V (the operating point)")
     vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage of the energy table and freq")
-    freq_mhz: float = Field(200.0, gt=0, description="clock at vdd_nom, in MHz")
-    vth: float = Field(0.4, ge=0, description="threshold voltage of the alpha-power law, V")
+    freq_mhz: float = Field(200.0, gt=0, le=MAX_FREQ_MHZ, description="clock at vdd_nom, in MHz")
+    vth: float = Field(0.4, ge=0, le=5, description="threshold voltage of the alpha-power law, V")
     alpha: float = Field(1.3, ge=1, le=2.5, description="velocity-saturation index of the law")
 
     @model_validator(mode="after")
@@ -99,10 +108,12 @@ class Pac(_Strict):
         "vector", description="plane counts over the whole dot product, or per bank-row segment"
     )
     engine_ops_per_cycle: float = Field(
-        64, gt=0, description="PAC engine throughput: approximated pair terms per cycle"
+        64, gt=0, le=MAX_RATE,
+        description="PAC engine throughput: approximated pair terms per cycle",
     )
     encoder_bits_per_cycle: float = Field(
-        256, gt=0, description="sparsity encoder throughput: activation bits counted per cycle"
+        256, gt=0, le=MAX_RATE,
+        description="sparsity encoder throughput: activation bits counted per cycle",
     )
     first_layer_exact: bool = Field(True, description="run the first conv exactly (PACiM)")
 
@@ -113,10 +124,10 @@ MemoryName = Literal["main", "global_buffer", "bank_buffer"]
 class MemoryLevel(_Strict):
     """One memory level: capacity, bus width, per-bit access energy (at vdd_nom)."""
 
-    size_kib: float = Field(gt=0)
+    size_kib: float = Field(gt=0, le=MAX_KIB)
     bus_bits: int = Field(gt=0, le=1 << 20, description="bits per cycle across this level's bus")
-    read_pj_per_bit: float = Field(ge=0)
-    write_pj_per_bit: float = Field(ge=0)
+    read_pj_per_bit: float = Field(gt=0, le=MAX_PJ)
+    write_pj_per_bit: float = Field(gt=0, le=MAX_PJ)
     scales_with_vdd: bool = Field(True, description="False for off-chip memory (own supply)")
     source: str = ""
 
@@ -137,7 +148,8 @@ class Memory(_Strict):
 class EnergyEntry(_Strict):
     """One energy-table value (pJ per event at vdd_nom, or mW for leakage) with its source."""
 
-    value: float = Field(ge=0)
+    value: float = Field(gt=0, le=MAX_PJ, description="> 0: an event always costs energy; "
+                         "a component the chip lacks is left out of the table (null)")
     source: str = ""
     calibrated: bool = False
 
@@ -257,10 +269,15 @@ def _format_error(err: ValidationError, origin: str) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
+        value = e.get("input")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
+        elif e["type"] == "finite_number":
+            msg = f"not a finite number (got {value!r})"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            msg = f"{msg} (got {value!r})"
         lines.append(f"{origin}: {loc}: {msg}")
     return "; ".join(lines)
 
@@ -278,9 +295,11 @@ def read_yaml(path: str | Path) -> Any:
     """Read a YAML file, turning I/O and syntax problems into one-line errors."""
     p = Path(path)
     if not p.is_file():
-        raise PacimError(f"{p}: no such file")
+        raise PacimError(f"{p}: not a regular file" if p.exists() else f"{p}: no such file")
     try:
-        return yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

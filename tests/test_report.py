@@ -68,7 +68,8 @@ def test_json_is_the_dict_with_non_finite_floats_as_null() -> None:
 def test_csv_has_one_flat_row_per_layer(tmp_path: Path) -> None:
     rep = _report()
     out = tmp_path / "l.csv"
-    text = rep.to_csv(out)
+    assert rep.to_csv(out) == out  # given a path: written there, the path returned
+    text = rep.to_csv()
     assert out.read_bytes().decode() == text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["name"] for r in rows] == ["conv1", "qk"]
