@@ -25,19 +25,25 @@ class _Strict(BaseModel):
 
 # Upper bounds far beyond any real chip: they keep products of the counts finite (a value that
 # overflows float64 would turn into inf energy and a silent TOPS/W of 0).
+# Lower bounds keep divisions finite (a rate of 1e-300 per cycle would overflow the cycle count).
 MAX_PJ = 1e6  # per event or per bit, pJ (DRAM is ~10 pJ/bit); also leakage, mW
-MAX_FREQ_MHZ = 1e6  # 1 THz
-MAX_KIB = float(1 << 40)  # 1 PiB
-MAX_RATE = 1e9  # PAC engine / encoder throughput per cycle
+MIN_PJ = 1e-9  # pJ: below kT ln 2 at 300 K (2.9e-9 pJ), the least any bit operation costs
+MIN_FREQ_MHZ, MAX_FREQ_MHZ = 1e-3, 1e6  # 1 kHz .. 1 THz (also the clock at the operating vdd)
+MIN_VDD = 0.05  # V
+MIN_KIB, MAX_KIB = 1 / 1024, float(1 << 40)  # 1 byte .. 1 PiB
+MIN_RATE, MAX_RATE = 1e-3, 1e9  # PAC engine / encoder throughput per cycle
 
 
 class Technology(_Strict):
     """Process and operating point. Frequency follows the alpha-power law f ~ (V - Vth)^a / V."""
 
     node_nm: float = Field(65, gt=0, le=1e4, description="process node in nm")
-    vdd: float = Field(1.0, gt=0, le=5, description="supply voltage in V (the operating point)")
-    vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage of the energy table and freq")
-    freq_mhz: float = Field(200.0, gt=0, le=MAX_FREQ_MHZ, description="clock at vdd_nom, in MHz")
+    vdd: float = Field(1.0, ge=MIN_VDD, le=5,
+                       description="supply voltage in V (the operating point)")
+    vdd_nom: float = Field(1.0, ge=MIN_VDD, le=5,
+                           description="voltage of the energy table and freq")
+    freq_mhz: float = Field(200.0, ge=MIN_FREQ_MHZ, le=MAX_FREQ_MHZ,
+                            description="clock at vdd_nom, in MHz")
     vth: float = Field(0.4, ge=0, le=5, description="threshold voltage of the alpha-power law, V")
     alpha: float = Field(1.3, ge=1, le=2.5, description="velocity-saturation index of the law")
 
@@ -46,6 +52,11 @@ class Technology(_Strict):
         if self.vdd <= self.vth or self.vdd_nom <= self.vth:
             raise ValueError(f"vdd ({self.vdd}) and vdd_nom ({self.vdd_nom}) must exceed "
                              f"vth ({self.vth})")
+        f_mhz = self.freq_hz / 1e6
+        if not MIN_FREQ_MHZ <= f_mhz <= MAX_FREQ_MHZ:
+            raise ValueError(f"the clock at vdd {self.vdd} V is {f_mhz:.3g} MHz (alpha-power law "
+                             f"from {self.freq_mhz:g} MHz at vdd_nom {self.vdd_nom} V), outside "
+                             f"{MIN_FREQ_MHZ:g}..{MAX_FREQ_MHZ:g} MHz: vdd too close to vth?")
         return self
 
     @property
@@ -108,11 +119,11 @@ class Pac(_Strict):
         "vector", description="plane counts over the whole dot product, or per bank-row segment"
     )
     engine_ops_per_cycle: float = Field(
-        64, gt=0, le=MAX_RATE,
+        64, ge=MIN_RATE, le=MAX_RATE,
         description="PAC engine throughput: approximated pair terms per cycle",
     )
     encoder_bits_per_cycle: float = Field(
-        256, gt=0, le=MAX_RATE,
+        256, ge=MIN_RATE, le=MAX_RATE,
         description="sparsity encoder throughput: activation bits counted per cycle",
     )
     first_layer_exact: bool = Field(True, description="run the first conv exactly (PACiM)")
@@ -124,10 +135,10 @@ MemoryName = Literal["main", "global_buffer", "bank_buffer"]
 class MemoryLevel(_Strict):
     """One memory level: capacity, bus width, per-bit access energy (at vdd_nom)."""
 
-    size_kib: float = Field(gt=0, le=MAX_KIB)
+    size_kib: float = Field(ge=MIN_KIB, le=MAX_KIB)
     bus_bits: int = Field(gt=0, le=1 << 20, description="bits per cycle across this level's bus")
-    read_pj_per_bit: float = Field(gt=0, le=MAX_PJ)
-    write_pj_per_bit: float = Field(gt=0, le=MAX_PJ)
+    read_pj_per_bit: float = Field(ge=MIN_PJ, le=MAX_PJ)
+    write_pj_per_bit: float = Field(ge=MIN_PJ, le=MAX_PJ)
     scales_with_vdd: bool = Field(True, description="False for off-chip memory (own supply)")
     source: str = ""
 
@@ -148,7 +159,7 @@ class Memory(_Strict):
 class EnergyEntry(_Strict):
     """One energy-table value (pJ per event at vdd_nom, or mW for leakage) with its source."""
 
-    value: float = Field(gt=0, le=MAX_PJ, description="> 0: an event always costs energy; "
+    value: float = Field(ge=MIN_PJ, le=MAX_PJ, description="> 0: an event always costs energy; "
                          "a component the chip lacks is left out of the table (null)")
     source: str = ""
     calibrated: bool = False

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pacim.cli import LAZY_COMMANDS, main
+from pacim.errors import PacimError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP_KEYS = {"arch", "workload", "macs", "ops", "bit_serial_cycles", "accuracy", "layers",
@@ -99,3 +100,39 @@ def test_every_command_is_registered_lazily() -> None:
     commands = {target.partition(":")[0] for target in LAZY_COMMANDS.values()}
     assert not loaded & commands, loaded & commands
     assert not {"pacim.pipeline", "pacim.sched", "pacim.workloads"} & loaded
+
+
+def test_readme_commands_work_as_written() -> None:
+    """The quick tour calls `pacim`: the set-up activates the venv it installs into."""
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set-up", 1)[1].split("## Quick tour", 1)[0]
+    install = next(ln for ln in setup.splitlines() if ln.startswith("python3 -m venv .venv"))
+    assert ". .venv/bin/activate && pacim simulate" in install
+    ci = (ROOT / ".ci/run").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev,llm,onnx,dask,digits]'" \
+        in ci and "-e '.[dev,llm,onnx,dask,digits]'" in install  # CI installs as README says
+    tour = readme.split("## Quick tour", 1)[1].split("##", 1)[0]
+    assert "\npacim simulate" in tour
+
+
+def test_gguf_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: GGUF is a workload source: any Llama GGUF, built like smollm2-135m."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("tokenizers")
+    from pacim.workloads import load_workload
+    from tests.test_llm_synthetic import write_gguf
+
+    monkeypatch.setenv("PACIM_CACHE", str(tmp_path / "cache"))
+    model = write_gguf(tmp_path / "tiny.gguf")
+    wl = load_workload(model, tokens=16)
+    assert wl.name == "tiny-16" and wl.has_data and wl.meta["tokens"] == 16
+    assert {la.name for la in wl.layers} >= {"blk.0.attn_q", "blk.0.ffn_down", "output"}
+    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload", str(model),
+                                  "--tokens", "16", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "workload tiny-16" in r.output
+    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload",
+                                  str(tmp_path / "missing.gguf")])
+    assert r.exit_code == 2 and "not found" in r.output
+    with pytest.raises(PacimError, match="unknown option.*valid options: tokens"):
+        load_workload(model, batch=2)
