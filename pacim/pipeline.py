@@ -201,6 +201,9 @@ def simulate(
             summary[key] = sched_summary[key]
     summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles,
                                             [breakdowns[c.name] for c in counts]))
+    summary.update(energy_mod.area_report(arch, summary))  # geometry x area table
+    for d in layers_out:
+        d.update(energy_mod.layer_area_fields(arch, d, summary["area_mm2"]))
     summary["arch_config"] = arch.to_dict()
     summary["workload_meta"] = {k: v for k, v in workload.meta.items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}

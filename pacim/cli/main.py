@@ -31,6 +31,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `pacim ... | h
 LAZY_COMMANDS = {
     "simulate": "pacim.cli.simulate:simulate_command",
     "energy": "pacim.cli.energy:energy_command",
+    "area": "pacim.cli.energy:area_command",
     "error-study": "pacim.cli.error_study:error_study_command",
     "sweep": "pacim.cli.sweep:sweep_command",
     "plot": "pacim.cli.sweep:plot_command",

@@ -43,14 +43,19 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
           --set pac.dynamic=null --grid pac.operand=2,3,4,5,6 --grid macro.banks=4,8,16,32 \\
           --out sweep.jsonl
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o pareto.png
+      pacim sweep --arch pacim_65nm --workload resnet18 --no-data --grid macro.banks=8,16,32 \\
+          --grid area.full_adder.value=14.8,25.8 --out area.jsonl   # area entries grid too
+      pacim plot area.jsonl --x area_mm2 --y energy_pj --pareto -o area.png
       pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
     """
     from ..arch import load_arch, parse_assignment
     from ..progress import Progress
     from ..sweeps import (
+        PARETO_FIELD,
         check_store_path,
         dask_client,
         expand_grid,
+        mark_pareto,
         parse_grid_option,
         shutdown_executor,
         sweep,
@@ -106,6 +111,11 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
                         for err, rs in list(groups.items())[:3])
         more = f"; and {len(groups) - 3} other reasons" if len(groups) > 3 else ""
         raise PacimError(f"no point succeeded: {why}{more}")
+    front = [r for r in mark_pareto(records) if r.get(PARETO_FIELD)]
+    if front:
+        click.echo(f"{len(front)} on the energy / latency / area Pareto front: "
+                   + "; ".join(f"{r.get('workload')} {r.get('overrides')}" for r in front[:5])
+                   + (" ..." if len(front) > 5 else ""))
     for err, rs in list(groups.items())[:3]:
         first = rs[0]
         where = f"{first.get('workload')} {first.get('overrides')}"
@@ -127,14 +137,17 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
 @click.option("--max-y", is_flag=True, help="Larger y is better (Pareto), e.g. sqnr_db.")
 @click.option("--logx", is_flag=True, help="Log-scale x axis.")
 @click.option("--logy", is_flag=True, help="Log-scale y axis.")
+@click.option("--front3", is_flag=True,
+              help="Outline the points on the energy / latency / area Pareto front.")
 def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto: bool,
-                 max_x: bool, max_y: bool, logx: bool, logy: bool) -> None:
+                 max_x: bool, max_y: bool, logx: bool, logy: bool, front3: bool) -> None:
     """Plot a sweep (JSONL: scatter + Pareto front) or a simulate JSON report (per layer).
 
     \b
     Examples:
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o f.png
       pacim plot sweep.jsonl --x tops_per_w --max-x --y sqnr_db --max-y --pareto -o acc.png
+      pacim plot sweep.jsonl --x area_mm2 --y energy_pj --pareto --front3 -o area.png
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
       pacim plot r.json -o layers.png
     """
@@ -149,7 +162,10 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
         click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")
     else:
         info = plot_sweep(content, out, x=x, y=y, color=color, pareto=pareto,
-                          maximize=(max_x, max_y), log=(logx, logy), option="-o")
+                          maximize=(max_x, max_y), log=(logx, logy), front3=front3,
+                          option="-o")
         front = f", {info['front']} on the Pareto front" if pareto else ""
+        if front3:
+            front += f", {info['front3']} on the energy / latency / area front"
         left = f" ({info['dropped']})" if info["dropped"] else ""
         click.echo(f"{info['points']} points{front} -> {out}{left}")

@@ -108,7 +108,14 @@ def summary_text(d: dict[str, Any]) -> str:
             out.append(f"memory: reads {_fmt(_scaled(mem.get('reads_bits'), 1e-6))} Mbit  "
                        f"writes {_fmt(_scaled(mem.get('writes_bits'), 1e-6))} Mbit")
     if "energy_pj" in d:
-        out.append(f"energy {_fmt(_scaled(d.get('energy_pj'), 1e-6))} uJ  "
-                   f"TOPS/W {_fmt(d.get('tops_per_w'))}  "
-                   f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        line = (f"energy {_fmt(_scaled(d.get('energy_pj'), 1e-6))} uJ  "
+                f"TOPS/W {_fmt(d.get('tops_per_w'))}  "
+                f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        if d.get("area_mm2") is not None:
+            line += (f"  area {_fmt(d.get('area_mm2'))} mm2  TOPS/mm2 "
+                     f"{_fmt(d.get('tops_per_mm2'))}  peak TOPS/mm2 "
+                     f"{_fmt(d.get('peak_tops_per_mm2'))}")
+        elif "area_mm2" in d:
+            line += "  area - (no area table)"
+        out.append(line)
     return "\n".join(out)

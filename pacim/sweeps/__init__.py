@@ -9,7 +9,14 @@ function `pacim.sweep` as an attribute of `pacim` as soon as it is imported.
 """
 
 from .grid import Point, expand_grid, make_points, parse_grid_option, point_key, split_values
-from .pareto import field_value, pareto_front
+from .pareto import (
+    PARETO_FIELD,
+    PARETO_OBJECTIVES,
+    field_value,
+    mark_pareto,
+    pareto_front,
+    pareto_front_nd,
+)
 from .run import (
     SerialExecutor,
     dask_client,
@@ -24,6 +31,8 @@ from .worker import METRICS, cached_workload, group_tasks, headline, run_point, 
 
 __all__ = [
     "METRICS",
+    "PARETO_FIELD",
+    "PARETO_OBJECTIVES",
     "Point",
     "SerialExecutor",
     "Store",
@@ -39,7 +48,9 @@ __all__ = [
     "iter_records",
     "local_executor",
     "make_points",
+    "mark_pareto",
     "pareto_front",
+    "pareto_front_nd",
     "parse_grid_option",
     "point_key",
     "read_records",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import PacimError
 from ..report.plots import number, save_figure
-from .pareto import field_value, pareto_front
+from .pareto import PARETO_FIELD, field_value, mark_pareto, pareto_front
 from .store import read_records
 
 LABELS = {
@@ -27,6 +27,9 @@ LABELS = {
     "bit_serial_reduction": "bit-serial cycle reduction",
     "reads_bits": "memory reads (bit)",
     "writes_bits": "memory writes (bit)",
+    "area_mm2": "chip area (mm^2)",
+    "tops_per_mm2": "TOPS/mm^2",
+    "peak_tops_per_mm2": "peak TOPS/mm^2",
 }
 
 
@@ -76,14 +79,14 @@ def plot_sweep(
     records: Sequence[Mapping[str, Any]], out: str | Path, *, x: str = "latency_s",
     y: str = "energy_pj", color: str | None = None, pareto: bool = False,
     maximize: tuple[bool, bool] = (False, False), log: tuple[bool, bool] = (False, False),
-    option: str | None = None,
+    front3: bool = False, option: str | None = None,
 ) -> dict[str, Any]:
     """Scatter y against x over the sweep's ok records; Pareto front per workload if asked.
 
     color: a field or arch key; numbers get a colour bar, anything else a legend. With several
     workloads and no color, points are coloured by workload. A log axis leaves out the points
-    with a value <= 0 and says so. Returns {'points', 'front', 'dropped'} ('dropped': what was
-    left off a log axis, or ''). `option` names the output in error messages.
+    with a value <= 0 and says so. Returns {'points', 'front', 'front3', 'dropped'} ('dropped':
+    what was left off a log axis, or ''). `option` names the output in error messages.
     """
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -172,6 +175,14 @@ def plot_sweep(
             ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
                        edgecolors="crimson", linewidths=1.6, zorder=4,
                        label=f"Pareto front ({n_front})" if j == 0 else None)
+    n_front3 = 0
+    if front3:
+        marked = mark_pareto([p[2] for p in pts])
+        idx3 = [i for i, r in enumerate(marked) if r[PARETO_FIELD]]
+        n_front3 = len(idx3)
+        ax.scatter([xs[i] for i in idx3], [ys[i] for i in idx3], s=130, marker="D",
+                   facecolors="none", edgecolors="black", linewidths=1.0, zorder=5,
+                   label=f"energy/latency/area front ({n_front3})")
     if log[0]:
         ax.set_xscale("log")
     if log[1]:
@@ -185,4 +196,4 @@ def plot_sweep(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     save_figure(fig, out, option=option)
-    return {"points": len(pts), "front": n_front, "dropped": dropped}
+    return {"points": len(pts), "front": n_front, "front3": n_front3, "dropped": dropped}
