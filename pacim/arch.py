@@ -202,9 +202,9 @@ class AreaOverhead(AreaEntry):
 
 
 class AreaScale(AreaEntry):
-    """A factor on every bank component (> 0)."""
+    """A factor on every bank component (1e-3 .. 1e3)."""
 
-    value: float = Field(gt=0, le=MAX_FACTOR)
+    value: float = Field(ge=1 / MAX_FACTOR, le=MAX_FACTOR)
 
 
 class BufferAreas(_Strict):
@@ -317,8 +317,8 @@ def _format_error(err: ValidationError, origin: str) -> str:
             msg = "required key is missing"
         elif e["type"] == "finite_number":
             msg = f"not a finite number (got {value!r})"
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            msg = f"{msg} (got {value!r})"
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            msg = f"{msg} (got {value!r})"  # a string too: YAML reads 1e-3 as '1e-3'
         lines.append(f"{origin}: {loc}: {msg}")
     return "; ".join(lines)
 

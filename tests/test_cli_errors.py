@@ -49,9 +49,28 @@ def one_error_line(r: subprocess.CompletedProcess[str], *needles: str) -> str:
     ("memory.main.bus_bits=0", ["memory.main.bus_bits", "greater than 0"]),
     ("pac.engine_ops_per_cycle=1e-300", ["pac.engine_ops_per_cycle"]),
     ("technology.vdd=0.5000001", ["technology", "vdd too close to vth"]),
+    ("technology.node_nm=1e-300", ["technology.node_nm", "greater than or equal to 0.1",
+                                   "got '1e-300'"]),
+    # the area table: every entry finite; unit areas > 0, the periphery overhead >= 0
+    ("area.full_adder.value=.inf", ["area.full_adder.value", "not a finite number"]),
+    ("area.node_nm=.nan", ["area.node_nm", "not a finite number"]),
+    ("area.bitcell.value=0", ["area.bitcell.value", "greater than or equal"]),
+    ("area.buffers.global_buffer.value=-3", ["area.buffers.global_buffer.value", "got -3"]),
+    ("area.bank_scale.value=0", ["area.bank_scale.value", "greater than 0"]),
+    ("area.periphery_overhead.value=-1", ["area.periphery_overhead.value", "greater than or "
+                                                                           "equal to 0"]),
+    ("area.pac_unit.value=1e300", ["area.pac_unit.value", "less than or equal"]),
 ])
 def test_bad_arch_values_one_line(tmp_path: Path, setting: str, needles: list[str]) -> None:
     one_error_line(pacim("simulate", *FAST, "--set", setting, cwd=tmp_path), *needles)
+
+
+def test_a_zero_periphery_overhead_is_valid(tmp_path: Path) -> None:
+    """0 is a real overhead (Jia's table has it); the area stays finite and positive."""
+    r = pacim("simulate", *FAST, "--set", "area.periphery_overhead.value=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    area = float(r.stdout.split(" area ")[1].split(" mm2")[0])
+    assert 0 < area < float("inf")
 
 
 def test_non_utf8_arch_file_names_the_file(tmp_path: Path) -> None:

@@ -14,16 +14,19 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pacim.arch import load_arch
+from pacim.cli import main
 from pacim.errors import PacimError
 from pacim.pipeline import simulate
 from pacim.workloads import load_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = load_arch("pacim_65nm")
+BASES = [BASE, load_arch("dcim_65nm"), load_arch("jia_bpbs_65nm")]  # every shipped chip
 WORKLOAD = load_workload(ROOT / "workloads/tiny_cnn.yaml", data=False)
 
 
@@ -44,8 +47,9 @@ def _leaf_values(d: dict[str, Any]) -> list[Any]:
     return out
 
 
-KEYS = sorted(_leaves(BASE.to_dict()) + ["pac.dynamic", "energy.full_adder", "memory.main",
-                                         "pac.bogus", "technology.vdd.x", "macro"])
+KEYS = sorted({k for b in BASES for k in _leaves(b.to_dict())}
+              | {"pac.dynamic", "energy.full_adder", "memory.main", "area.bitcell", "pac.bogus",
+                 "technology.vdd.x", "macro"})
 SPECIAL = [None, True, False, "x", "", [], [1, 2, 3], [3, 2, 1], {"a": 1}, 0, -1, 0.0, -0.0,
            1e-300, 1e300, math.inf, -math.inf, math.nan, 2**63, "bit_serial", "bp_bs", "bank",
            "truncate", "expected"]
@@ -55,8 +59,8 @@ VALUES = st.one_of(
     st.floats(0.01, 4.0),
     st.sampled_from(SPECIAL),
 )
-_LEAF = {k: v for k, v in zip(_leaves(BASE.to_dict()), _leaf_values(BASE.to_dict()),
-                              strict=True)}
+_LEAF = {k: v for b in BASES for k, v in zip(_leaves(b.to_dict()), _leaf_values(b.to_dict()),
+                                              strict=True)}
 
 
 def _plausible(key: str) -> st.SearchStrategy[Any]:
@@ -87,10 +91,16 @@ def _check_report(rep: Any) -> None:
         v = d.get(key)
         assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, v)
     assert abs(sum(d["energy_breakdown_pj"].values()) - d["energy_pj"]) <= 1e-6 * d["energy_pj"]
+    if d.get("area_mm2") is not None:  # the area table's figures too
+        for key in ("area_mm2", "tops_per_mm2", "peak_tops_per_mm2"):
+            v = d.get(key)
+            assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, v)
+        total = sum(d["area_breakdown_mm2"].values())
+        assert abs(total - d["area_mm2"]) <= 1e-9 * d["area_mm2"]
 
 
 @pytest.mark.filterwarnings("error")  # an overflow or NaN cast is a silent wrong answer
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OVERRIDES)
 @example({"pac.engine_ops_per_cycle": 1e-300})  # found by this test: a NaN cycle count
 @example({"technology.vth": 0.0, "technology.vdd": 1e-300, "technology.vdd_nom": 1e-300})
@@ -98,9 +108,16 @@ def _check_report(rep: Any) -> None:
 @example({"technology.freq_mhz": math.inf})
 @example({"energy.full_adder.value": math.inf})
 @example({"technology.vdd": math.nan})
+@example({"area.bank_scale.value": 1e-300, "area.node_nm": 1e4})  # a die of ~0 mm^2
+@example({"area.periphery_overhead.value": 0.0, "technology.node_nm": 0.1})
 def test_random_arch_overrides_succeed_or_raise_pacim_error(ov: dict[str, Any]) -> None:
+    for base in BASES:
+        _simulate_or_pacim_error(base, ov)
+
+
+def _simulate_or_pacim_error(base: Any, ov: dict[str, Any]) -> None:
     try:
-        arch = BASE.with_overrides(ov)
+        arch = base.with_overrides(ov)
         rep = simulate(arch, WORKLOAD, data=False)
     except PacimError:
         return
@@ -191,3 +208,38 @@ def test_random_workload_yaml_succeeds_or_raises_pacim_error(doc: Any, ov: dict[
             return
     if wl.mapped_macs:
         _check_report(rep)
+
+
+# --- the same through the command line: `--set KEY=TEXT`, text as a user types it -------------
+TEXT = st.one_of(
+    st.sampled_from([".inf", "-.inf", ".nan", "inf", "nan", "0", "-1", "1e-300", "1e300", "null",
+                     "[1, 2]", "{a: 1}", "true", "", "x", "'3'", "0x10", "1_000", "2**63"]),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.integers(-10, 1000).map(str),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=6),
+)
+SET = st.tuples(st.sampled_from(KEYS), TEXT).map(lambda kv: f"{kv[0]}={kv[1]}")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(SET, max_size=3), st.one_of(st.none(), workload_doc()))
+@example(["technology.freq_mhz=.inf"], None)
+@example(["area.full_adder.value=.inf", "energy.full_adder.value=1e-300"], None)
+def test_cli_simulate_no_data_exits_0_or_2_with_one_line(sets: list[str], doc: Any) -> None:
+    """`pacim simulate --no-data` on random --set text and workload YAML: exit 0 with a
+    summary, or exit 2 with one line `error: ...`; never a traceback (exit 1)."""
+    with tempfile.TemporaryDirectory() as d:
+        workload = str(ROOT / "workloads/tiny_cnn.yaml")
+        if doc is not None:
+            workload = str(Path(d) / "w.yaml")
+            Path(workload).write_text(yaml.safe_dump(doc))
+        args = ["simulate", "--arch", "pacim_65nm", "--workload", workload, "--no-data", "-q"]
+        for item in sets:
+            args += ["--set", item]
+        r = CliRunner().invoke(main, args)
+    assert r.exit_code in (0, 2), (args, r.exit_code, r.exception, r.output)
+    if r.exit_code == 2:
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.output)
+    else:
+        assert "TOPS/W" in r.output, r.output
