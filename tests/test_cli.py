@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -102,8 +105,33 @@ def test_every_command_is_registered_lazily() -> None:
     assert not {"pacim.pipeline", "pacim.sched", "pacim.workloads"} & loaded
 
 
-def test_readme_commands_work_as_written() -> None:
-    """The quick tour calls `pacim`: the set-up activates the venv it installs into."""
+def _quick_tour() -> list[tuple[list[str], str]]:
+    """README's quick tour as (argv, comment) per command, continuation lines joined."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick tour", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    out = []
+    for cmd in block.replace("\\\n", " ").splitlines():
+        text, _, comment = cmd.partition("#")
+        if text.strip():
+            out.append((shlex.split(text), comment.strip()))
+    return out
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse a `pacim ...` command line with click, as running it would (no execution)."""
+    cmd: click.Command = main
+    ctx, rest = click.Context(main, info_name="pacim"), argv[1:]
+    while isinstance(cmd, click.Group):  # the tour gives no group options: name, then its args
+        sub = cmd.get_command(ctx, rest[0])
+        assert sub is not None, rest[0]
+        cmd, name, rest = sub, rest[0], rest[1:]
+        ctx = cmd.make_context(name, list(rest), parent=ctx)
+
+
+def test_readme_set_up_and_quick_tour_work_as_written(tmp_path: Path) -> None:
+    """The set-up activates the venv the tour's `pacim` lives in; every tour command parses
+    (commands, options, values), names files that ship (or that an earlier tour command
+    writes, or marked as the user's own), and the fast ones run as written."""
     readme = (ROOT / "README.md").read_text()
     setup = readme.split("## Set-up", 1)[1].split("## Quick tour", 1)[0]
     install = next(ln for ln in setup.splitlines() if ln.startswith("python3 -m venv .venv"))
@@ -111,8 +139,33 @@ def test_readme_commands_work_as_written() -> None:
     ci = (ROOT / ".ci/run").read_text()
     assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev,llm,onnx,dask,digits]'" \
         in ci and "-e '.[dev,llm,onnx,dask,digits]'" in install  # CI installs as README says
-    tour = readme.split("## Quick tour", 1)[1].split("##", 1)[0]
-    assert "\npacim simulate" in tour
+    tour = _quick_tour()
+    assert [a[0] for a, _ in tour].count("pacim") >= 8
+    for name in ("arch_configs", "workloads"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    exe = Path(sys.executable).with_name("pacim")  # the entry point the install made
+    runner = [str(exe)] if exe.exists() else [sys.executable, "-m", "pacim"]
+    written: set[str] = set()
+    ran = 0
+    for argv, comment in tour:
+        if argv[0] != "pacim":
+            assert argv[:3] == ["python", "-m", "benchmarks"], argv
+            continue
+        _parse(argv)
+        files = [a for a in argv if "/" in a or Path(a).suffix in (".yaml", ".onnx", ".jsonl")]
+        inputs = [a for a in files if not (ROOT / a).exists() and a not in written]
+        outputs = {argv[i + 1] for i, a in enumerate(argv[:-1])
+                   if a in ("--json", "--csv", "--plot", "--trace", "--out", "-o")}
+        assert set(inputs) <= outputs or "your" in comment, (argv, inputs)
+        written |= outputs
+        fast = "--no-data" in argv or argv[1] in ("energy", "area", "plot")
+        if fast:
+            r = subprocess.run(runner + argv[1:], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0 and r.stderr == "", (argv, r.stderr)
+            ran += 1
+    assert ran >= 4
+    assert {"sweep.jsonl", "pareto.png"} <= set(os.listdir(tmp_path))
 
 
 def test_gguf_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
