@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import PacimError
+from .options import progress_option, seed_option
 
 
 @click.command("sweep")
@@ -23,16 +24,17 @@ from ..errors import PacimError
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="JSON Lines file: one record per point, appended as points finish; an "
                    "existing file is resumed (its points are not run again).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local worker processes [default: one per core; 0 runs in this process].")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Run on a Dask distributed cluster (needs pacim[dask]).")
 @click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast sweeps).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the built-in workloads.")
+@seed_option(0, "Seed of the built-in workloads (>= 0).")
 @click.option("--fresh", is_flag=True, help="Start --out afresh instead of resuming it.")
+@progress_option
 def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, ...],
                   sets: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
-                  no_data: bool, seed: int, fresh: bool) -> None:
+                  no_data: bool, seed: int, fresh: bool, progress: bool | None) -> None:
     """Run a parameter sweep: every --grid combination x every --workload.
 
     \b
@@ -48,8 +50,16 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     """
     from ..arch import load_arch, parse_assignment
     from ..progress import Progress
-    from ..report import check_writable
-    from ..sweeps import dask_client, expand_grid, parse_grid_option, shutdown_executor, sweep
+    from ..sweeps import (
+        PARETO_FIELD,
+        check_store_path,
+        dask_client,
+        expand_grid,
+        mark_pareto,
+        parse_grid_option,
+        shutdown_executor,
+        sweep,
+    )
 
     if workers is not None and scheduler is not None:
         raise PacimError("--workers and --scheduler exclude each other")
@@ -61,7 +71,7 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
             raise PacimError(f"--grid {key} given twice")
         grid[key] = values
     n_points = len(expand_grid(grid)) * len(set(workloads))
-    check_writable(out)
+    check_store_path(out, "--out")
 
     executor: Any = None
     client = None
@@ -71,7 +81,7 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
         from ..sweeps import local_executor
 
         executor = local_executor(min(workers, n_points))
-    prog = Progress("sweep")
+    prog = Progress("sweep", force=progress)
 
     def on_progress(done: int, failed: int, total: int) -> None:
         prog.extra = f"failed {failed} left {total - done} "
@@ -93,17 +103,26 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     failed = [r for r in records if r.get("status") != "ok"]
     click.echo(f"{len(records)} points ({len(records) - len(failed)} ok, {len(failed)} failed) "
                f"in {dt:.1f} s -> {out}")
-    from ..sweeps import PARETO_FIELD, mark_pareto
-
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in failed:  # one line per distinct reason, not one per point
+        groups.setdefault(str(r.get("error")), []).append(r)
+    if records and len(failed) == len(records):
+        why = "; ".join(f"{err} ({len(rs)} point{'s' * (len(rs) > 1)})"
+                        for err, rs in list(groups.items())[:3])
+        more = f"; and {len(groups) - 3} other reasons" if len(groups) > 3 else ""
+        raise PacimError(f"no point succeeded: {why}{more}")
     front = [r for r in mark_pareto(records) if r.get(PARETO_FIELD)]
     if front:
         click.echo(f"{len(front)} on the energy / latency / area Pareto front: "
                    + "; ".join(f"{r.get('workload')} {r.get('overrides')}" for r in front[:5])
                    + (" ..." if len(front) > 5 else ""))
-    for r in failed[:3]:
-        click.echo(f"  failed {r.get('workload')} {r.get('overrides')}: {r.get('error')}")
-    if len(failed) > 3:
-        click.echo(f"  ... and {len(failed) - 3} more (status 'error' in {out})")
+    for err, rs in list(groups.items())[:3]:
+        first = rs[0]
+        where = f"{first.get('workload')} {first.get('overrides')}"
+        others = f" and {len(rs) - 1} more point(s)" if len(rs) > 1 else ""
+        click.echo(f"  failed {where}{others}: {err}")
+    if len(groups) > 3:
+        click.echo(f"  ... and {len(groups) - 3} more reasons (status 'error' in {out})")
 
 
 @click.command("plot")
@@ -136,15 +155,17 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
     from ..report.plots import plot_report_layers
     from ..sweeps.plots import load_plot_input, plot_sweep
 
+    check_writable(out, "-o", image=True)
     kind, content = load_plot_input(path)
-    check_writable(out)
     if kind == "report":
-        plot_report_layers(content, out)
+        plot_report_layers(content, out, option="-o")
         click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")
     else:
         info = plot_sweep(content, out, x=x, y=y, color=color, pareto=pareto,
-                          maximize=(max_x, max_y), log=(logx, logy), front3=front3)
+                          maximize=(max_x, max_y), log=(logx, logy), front3=front3,
+                          option="-o")
         front = f", {info['front']} on the Pareto front" if pareto else ""
         if front3:
             front += f", {info['front3']} on the energy / latency / area front"
-        click.echo(f"{info['points']} points{front} -> {out}")
+        left = f" ({info['dropped']})" if info["dropped"] else ""
+        click.echo(f"{info['points']} points{front} -> {out}{left}")

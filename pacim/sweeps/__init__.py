@@ -26,7 +26,7 @@ from .run import (
     shutdown_executor,
     sweep,
 )
-from .store import Store, read_records
+from .store import Store, check_store_path, iter_records, read_records
 from .worker import METRICS, cached_workload, group_tasks, headline, run_point, run_points
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "SerialExecutor",
     "Store",
     "cached_workload",
+    "check_store_path",
     "dask_client",
     "default_workers",
     "expand_grid",
@@ -44,6 +45,7 @@ __all__ = [
     "group_tasks",
     "headline",
     "is_dask_client",
+    "iter_records",
     "local_executor",
     "make_points",
     "mark_pareto",

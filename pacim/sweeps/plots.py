@@ -57,6 +57,15 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def _all_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in records:
+        for k in list(r) + list(r.get("overrides") or {}):
+            if k != "overrides":
+                keys.setdefault(k)
+    return list(keys)
+
+
 def _numeric_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for r in records:
@@ -70,28 +79,38 @@ def plot_sweep(
     records: Sequence[Mapping[str, Any]], out: str | Path, *, x: str = "latency_s",
     y: str = "energy_pj", color: str | None = None, pareto: bool = False,
     maximize: tuple[bool, bool] = (False, False), log: tuple[bool, bool] = (False, False),
-    front3: bool = False,
-) -> dict[str, int]:
+    front3: bool = False, option: str | None = None,
+) -> dict[str, Any]:
     """Scatter y against x over the sweep's ok records; Pareto front per workload if asked.
 
     color: a field or arch key; numbers get a colour bar, anything else a legend. With several
-    workloads and no color, points are coloured by workload. Returns {'points', 'front'}.
+    workloads and no color, points are coloured by workload. A log axis leaves out the points
+    with a value <= 0 and says so. Returns {'points', 'front', 'front3', 'dropped'} ('dropped':
+    what was left off a log axis, or ''). `option` names the output in error messages.
     """
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     ok = [r for r in records if r.get("status", "ok") == "ok"]
-    pts = []
+    if color not in (None, "workload") and all(field_value(r, color) is None for r in ok):
+        fields = ", ".join(_all_fields(ok)) or "none (no successful points)"
+        raise PacimError(f"--color {color}: no point has this field; fields: {fields}")
+    numeric = []
     for r in ok:
         xv, yv = number(field_value(r, x)), number(field_value(r, y))
-        if xv is None or yv is None:
-            continue
-        if (log[0] and xv <= 0) or (log[1] and yv <= 0):
-            continue
-        pts.append((xv, yv, r))
-    if not pts:
+        if xv is not None and yv is not None:
+            numeric.append((xv, yv, r))
+    if not numeric:
         fields = ", ".join(_numeric_fields(ok)) or "none (no successful points)"
         raise PacimError(f"no point has numeric {x} and {y}; numeric fields: {fields}")
+    pts = [p for p in numeric if (not log[0] or p[0] > 0) and (not log[1] or p[1] > 0)]
+    nonpos = " or ".join(f"{name} <= 0" for on, name, i in ((log[0], x, 0), (log[1], y, 1))
+                         if on and any(p[i] <= 0 for p in numeric))
+    if not pts:
+        raise PacimError(f"nothing to plot: a log axis shows values > 0 only, and all "
+                         f"{len(numeric)} points have {nonpos}")
+    dropped = (f"{len(numeric) - len(pts)} of {len(numeric)} points with {nonpos} left off "
+               "the log axis") if len(pts) < len(numeric) else ""
     workloads = list(dict.fromkeys(str(r.get("workload")) for _, _, r in pts))
     if color is None and len(workloads) > 1:
         color = "workload"
@@ -176,5 +195,5 @@ def plot_sweep(
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    save_figure(fig, out)
-    return {"points": len(pts), "front": n_front, "front3": n_front3}
+    save_figure(fig, out, option=option)
+    return {"points": len(pts), "front": n_front, "front3": n_front3, "dropped": dropped}
