@@ -56,7 +56,7 @@ def one_error_line(r: subprocess.CompletedProcess[str], *needles: str) -> str:
     ("area.node_nm=.nan", ["area.node_nm", "not a finite number"]),
     ("area.bitcell.value=0", ["area.bitcell.value", "greater than or equal"]),
     ("area.buffers.global_buffer.value=-3", ["area.buffers.global_buffer.value", "got -3"]),
-    ("area.bank_scale.value=0", ["area.bank_scale.value", "greater than 0"]),
+    ("area.bank_scale.value=0", ["area.bank_scale.value", "greater than or equal to 0.001"]),
     ("area.periphery_overhead.value=-1", ["area.periphery_overhead.value", "greater than or "
                                                                            "equal to 0"]),
     ("area.pac_unit.value=1e300", ["area.pac_unit.value", "less than or equal"]),

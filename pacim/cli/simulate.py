@@ -59,6 +59,7 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
     from ..pipeline import simulate as run
     from ..progress import Progress
     from ..report import check_outputs
+    from ..sched.trace import TraceWriteError
 
     outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path,
                "--trace": trace_path}
@@ -76,6 +77,8 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
         if trace_path is not None and not trace_existed and Path(trace_path).is_file():
             with contextlib.suppress(OSError):  # no partial trace of a failed run
                 os.unlink(trace_path)
+        if isinstance(e, TraceWriteError):
+            raise PacimError(f"--trace {trace_path}: cannot write: {e.reason}") from None
         if (isinstance(e, OSError) and trace_path is not None
                 and e.filename in (None, trace_path)):  # the run writes only the trace
             raise PacimError(f"--trace {trace_path}: cannot write: {e.strerror or e}") from None

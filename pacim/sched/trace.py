@@ -21,6 +21,14 @@ TRACE_COLUMNS = ("start", "end", "resource", "kind", "layer", "tile", "vectors",
 TRACE_BUFFER = 8192  # rows held before a write
 
 
+
+class TraceWriteError(PacimError):
+    """The trace file could not be written (the CLI names its option)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write trace {path}: {reason}")
+        self.path, self.reason = path, reason
+
 class TraceWriter:
     """Streams trace rows to a path (or an open text file); use as a context manager.
 
@@ -53,7 +61,7 @@ class TraceWriter:
                 pass
             if os.path.isfile(self.path):  # truncated by this writer: no partial trace stays
                 os.unlink(self.path)
-        raise PacimError(f"cannot write trace {self.path}: {exc.strerror or exc}") from None
+        raise TraceWriteError(self.path, str(exc.strerror or exc)) from None
 
     def begin_layer(self, offset: int) -> None:
         """Rows from now on belong to a layer that starts at cycle `offset`."""
