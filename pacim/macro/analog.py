@@ -214,7 +214,7 @@ def compute(act: Activations, pw: PreparedWeight, adc: AnalogADC, *, stats: bool
     wpk = _packed_weight(pw, wgroups, rb)
     acc = np.zeros((p, k), dtype=np.float64)
     s_all = np.arange(1 << rb, dtype=np.float64)
-    sigma = adc.sigma(s_all) if adc.noisy else np.zeros(1 << rb)
+    sigma = adc.sigma(s_all if adc.nonlinear_lsb else np.zeros(1))  # (1,): one sigma
     c = adc.gain * adc.levels / adc.fs_rows
     hist = np.zeros(1 << rb if stats else 0, dtype=np.int64)
     clipped = np.zeros(1, dtype=np.int64)

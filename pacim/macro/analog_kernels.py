@@ -149,24 +149,31 @@ def adc_accumulate(g, acc, xplanes, wplanes, rb, mw, tile, tiles, xbit, wbit, p0
     (digits at 2^(rb*dw)). Each sum s becomes code = clip(floor(c s + offset + sigma[s] z +
     1/2), 0, levels), z ~ N(0, 1) when noisy, and acc[p, k] += code * 2^(i + j). hist (size 0
     to skip) counts the column sums; clipped[0] counts codes the ADC's top level clipped.
+    sigma: per column sum, or one value for all (shape (1,)).
     """
     r_, k_ = acc.shape
     mask = (np.int64(1) << rb) - 1
-    z = np.zeros(k_, dtype=np.float64)
-    u = np.empty(k_, dtype=np.float64)
-    idx = np.empty(k_, dtype=np.int64)
+    zrow = np.zeros(wbit * k_, dtype=np.float64)  # one row's normals of an input bit: (i, k)
+    u = np.empty(wbit * k_, dtype=np.float64)
+    idx = np.empty(wbit * k_, dtype=np.int64)
     s = np.empty(k_, dtype=np.int64)
+    z = np.zeros(k_, dtype=np.float64)
+    flat_sigma = sigma.shape[0] == 1  # no signal-dependent term: one sigma for all sums
     nclip = 0
     top = levels + 1.0
     for p in range(r_):
         gp = g[p]
         ap = acc[p]
         pg = np.uint64(p0 + p)
-        for grp in range(wplanes.shape[0]):
-            for dx in range(xplanes.shape[0]):
-                j = xplanes[dx]
-                if j < 0:
-                    continue
+        for dx in range(xplanes.shape[0]):
+            j = xplanes[dx]
+            if j < 0:
+                continue
+            if noisy:  # counters (((p T + tile) xbit + j) wbit + i) K + k are contiguous in (i, k)
+                cnt = ((pg * np.uint64(tiles) + np.uint64(tile)) * np.uint64(xbit)
+                       + np.uint64(j)) * np.uint64(wbit) * np.uint64(k_)
+                normals(key, cnt, zrow, u, idx)
+            for grp in range(wplanes.shape[0]):
                 for dw in range(mw):
                     i = wplanes[grp, dw]
                     if i < 0:
@@ -176,11 +183,13 @@ def adc_accumulate(g, acc, xplanes, wplanes, rb, mw, tile, tiles, xbit, wbit, p0
                     for k in range(k_):
                         s[k] = (np.int64(gp[grp * k_ + k]) >> sh) & mask
                     if noisy:
-                        cnt = (((pg * np.uint64(tiles) + np.uint64(tile)) * np.uint64(xbit)
-                                + np.uint64(j)) * np.uint64(wbit) + np.uint64(i)) * np.uint64(k_)
-                        normals(key, cnt, z, u, idx)
-                        for k in range(k_):  # a gather: kept out of the vectorized loop
-                            z[k] *= sigma[s[k]]
+                        zi = zrow[i * k_:(i + 1) * k_]
+                        if flat_sigma:
+                            for k in range(k_):
+                                z[k] = zi[k] * sigma[0]
+                        else:
+                            for k in range(k_):  # a gather: kept out of the vectorized loop
+                                z[k] = zi[k] * sigma[s[k]]
                         for k in range(k_):
                             v = c * s[k] + offset + z[k] + 0.5
                             nclip += v >= top
