@@ -126,7 +126,8 @@ def _data_study(xbit: int, wbit: int) -> dict[str, Any]:
         "column_sum_p99": int(np.searchsorted(cdf, 0.99)),
         "column_sum_p999": int(np.searchsorted(cdf, 0.999)),
         "column_sum_max": int(hist.size - 1),
-        "below_half_lsb": float(hist[: int(math.ceil(adc.lsb / 2))].sum() / hist.sum()),
+        # nonzero sums below half an LSB: read as code 0, their information is lost
+        "lost_to_code_0": float(hist[1: int(math.ceil(adc.lsb / 2))].sum() / hist.sum()),
         "column_sum_hist": hist.tolist(),
     }
 
@@ -196,8 +197,8 @@ def figure(results: dict[str, Any], path: Path) -> Path | None:
         return None
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.2 * (len(tags) + 1), 4.2))
-    axes = fig.subplots(1, len(tags) + 1)
+    fig = Figure(figsize=(11.5, 4.2 * math.ceil((len(tags) + 2) / 2)))
+    axes = fig.subplots(math.ceil((len(tags) + 2) / 2), 2).ravel()
     for ax, tag in zip(axes, tags, strict=False):
         st, sw = figs[f"{tag}.study"], figs[f"{tag}.sweep"]
         for noise, row in sw["grid"].items():
@@ -207,11 +208,26 @@ def figure(results: dict[str, Any], path: Path) -> Path | None:
         d = st["digital_sqnr_db"]
         ax.axhline(d + MARGIN_DB, color="k", ls="--", lw=1,
                    label=f"digital quantization {d:.1f} dB + {MARGIN_DB:g}")
+        ax.set_xticks(bits)
         ax.set_xlabel("ADC bits (full scale = 768 rows)")
         ax.set_ylabel("output SQNR vs exact integer (dB)")
         ax.set_title(f"{WORKLOAD} {tag.upper()} on {ARCH}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
+    ax = axes[-2]
+    for tag in tags:
+        rows = figs[f"{tag}.sweep"]["full_scale"]
+        line = ax.semilogx([255 / 768 if r["full_scale"] is None else r["full_scale"]
+                            for r in rows], [min(r["sqnr_db"], 80.0) for r in rows], "o-",
+                           label=f"{tag.upper()} (80 = exact)")
+        ax.axhline(figs[f"{tag}.study"]["digital_sqnr_db"] + MARGIN_DB, ls="--", lw=1,
+                   color=line[0].get_color())
+    ax.axvline(255 / 768, color="g", ls=":", label="one code per row (FS = 255 rows)")
+    ax.set_xlabel("analog.full_scale (FS / 768 rows), 8 bits, no noise")
+    ax.set_ylabel("output SQNR vs exact integer (dB)")
+    ax.set_title("clipping against resolution (dashed: digital + 10 dB)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     ax = axes[-1]
     for tag in tags:
         st = figs[f"{tag}.study"]
@@ -230,3 +246,47 @@ def figure(results: dict[str, Any], path: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def results_md(results: dict[str, Any]) -> list[str]:
+    """The analog section of docs/RESULTS.md (empty when the benchmark did not run)."""
+    figs = results.get("analog_bpbs", {}).get("figures", {})
+    if not figs:
+        return []
+    out = ["", "## Analog BP/BS (Jia et al.'s array through its ADC)", "",
+           f"Speed: {figs['speed.layer']}: {figs['speed.analog_gmac_per_s']:.2f} GMAC/s with the "
+           f"shipped ADC ({figs['speed.speedup_vs_asim_cpu']:.1f}x ASiM's {ASIM_GMACS} GMAC/s on "
+           f"an i9), {figs['speed.analog_over_gemm']:.1f}x one float32 GEMM (goal <= "
+           f"{GOAL:g}x; noise-free {figs['speed.noise_free_over_gemm']:.1f}x, with ADC "
+           f"statistics {figs['speed.with_stats_over_gemm']:.1f}x).", ""]
+    for x, w in PRECISIONS:
+        tag = f"w{w}a{x}"
+        if f"{tag}.sweep" not in figs:
+            continue
+        st, sw, vd = figs[f"{tag}.study"], figs[f"{tag}.sweep"], figs[f"{tag}.verdict"]
+        bits = sorted(int(b) for b in next(iter(sw["grid"].values())))
+        out += [f"### {WORKLOAD} {tag.upper()} on {ARCH} (768 rows per tile, full scale 768)",
+                "",
+                f"Digital quantization (exact integer macro vs float): "
+                f"{st['digital_sqnr_db']:.1f} dB; \"at the level of digital\" here means the "
+                f"ADC's SQNR >= {vd['needed_sqnr_db']:.1f} dB (error power <= 10% of the "
+                f"quantization's). Column sums over all layers: mean "
+                f"{st['column_sum_mean']:.1f}, p99 {st['column_sum_p99']}, p99.9 "
+                f"{st['column_sum_p999']}, max {st['column_sum_max']} of 768 rows; "
+                f"{100 * st['lost_to_code_0']:.0f}% are nonzero but below half an 8-b LSB "
+                f"({st['lsb_rows']:.2f} rows): they convert to code 0.", "",
+                "| noise (LSB) | " + " | ".join(f"{b} b" for b in bits) + " |",
+                "|---|" + "---|" * len(bits)]
+        for noise, row in sw["grid"].items():
+            out.append(f"| {noise} | " + " | ".join(
+                "exact" if math.isinf(row[str(b)]) else f"{row[str(b)]:.1f}" for b in bits) + " |")
+        fs = ", ".join(
+            f"{'0.332 (1 code/row)' if r['full_scale'] is None else format(r['full_scale'], 'g')}: "
+            f"{'exact' if math.isinf(r['sqnr_db']) else format(r['sqnr_db'], '.1f')}"
+            for r in sw["full_scale"])
+        m8 = vd["max_noise_lsb_at_8_bits"]
+        out += ["", f"8 bits, noise 0, by analog.full_scale (dB): {fs}. The 8-b ADC is at the "
+                f"level of digital up to noise {m8:g} LSB." if m8 is not None else
+                f"8 bits, noise 0, by analog.full_scale (dB): {fs}. At full scale 768 the 8-b "
+                "ADC is not at the level of digital at any noise in the grid.", ""]
+    return out

@@ -291,3 +291,15 @@ def test_simulate_reports_sqnr_per_layer_and_null_is_exact() -> None:
     assert d["accuracy"]["sqnr_db"] is None or math.isinf(d["accuracy"]["sqnr_db"])
     assert all("analog" not in la for la in d["layers"])
     assert d["energy_pj"] == rep["energy_pj"]  # the same conversions, the same energy
+
+
+def test_the_issue_sweep_grid_runs_from_the_shipped_arch() -> None:
+    from pacim.sweeps import SerialExecutor, sweep
+
+    recs = sweep(load_arch("jia_bpbs_65nm"), {"analog.adc_bits": [4, 8],
+                                              "analog.noise_lsb": [0.0, 2.0]},
+                 "workloads/tiny_cnn.yaml", executor=SerialExecutor())
+    assert [r["status"] for r in recs] == ["ok"] * 4
+    sq = {(r["analog.adc_bits"], r["analog.noise_lsb"]): r["sqnr_db"] for r in recs}
+    assert sq[(8, 0.0)] > sq[(4, 0.0)] and sq[(8, 0.0)] > sq[(8, 2.0)]
+    assert len({r["energy_pj"] for r in recs}) == 1  # the ADC's energy is not rescaled
