@@ -40,6 +40,7 @@ def _commit() -> str:
 
 def _paper_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = list(_fig(results, "energy_vs_papers", "paper_vs_pacim") or [])
+    rows += list(_fig(results, "area_vs_papers", "paper_vs_pacim") or [])
     s = results.get("sched_resnet18", {}).get("figures", {})
     if s:
         rows += [
@@ -64,15 +65,6 @@ def _paper_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                                   " MAC error / PAC MAC error", "paper": 4.0, "pacim": v * 4.0,
                          "diff": f"{v:.0f}x the claim (our baselines are naive)",
                          "kind": "predicted (error study)"})
-    llm = results.get("llm_eval", {}).get("figures", {})
-    if llm:
-        fp = llm.get("ppl_fp")
-        for k, v in llm.items():
-            if k.startswith("ppl_") and isinstance(v, (int, float)):
-                diff = f"{v / fp - 1:+.1%} vs fp" if fp and k != "ppl_fp" and v < 10 * fp else "-"
-                rows.append({"claim": f"SmolLM2-135M W8A8 perplexity, {k[4:]}", "paper": None,
-                             "pacim": v, "diff": diff,
-                             "kind": "measured (insertquant: with the Hadamard rotation)"})
     return rows
 
 
@@ -125,6 +117,10 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
                     f"{_num(row['pac_std_over_hypergeometric_median'], '.2f')} |")
             lines.append("")
 
+    from benchmarks.bench_llm import report_lines as llm_lines  # the LLM section is bench_llm's
+
+    lines += llm_lines(results.get("llm_eval", {}).get("figures", {}))
+    lines += _area_lines(results)
     m = results.get("macro_conv2d", {}).get("figures", {})
     lines += ["", "## Speed", "",
               "Ratios are measured in one run against a float32 GEMM (or forward) beside them; "
@@ -170,8 +166,8 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
          "s"),
         ("accuracy_resnet18_cifar", "float_s_per_image", "CIFAR ResNet-18 image, float executor",
          "s"),
-        ("llm_eval", "eval_4_modes_1024_tokens_s", "pacim llm eval, 4 modes, 1,024 tokens",
-         "s"),
+        ("llm_eval", "eval_w4a4skv4_5_modes_1024_tokens_warm_s",
+         "pacim llm eval --setting w4a4skv4, 5 modes, 1,024 tokens (calibration cached)", "s"),
     ):
         v = _fig(results, bench, key)
         if v is not None:
@@ -187,6 +183,49 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
     lines.append("")
     path.write_text("\n".join(lines))
     return path
+
+
+def _area_lines(results: dict[str, Any]) -> list[str]:
+    """The area section: mm^2 by component of the three chips (docs/AREA.md has the sources)."""
+    parts = _fig(results, "area_vs_papers", "breakdown_mm2")
+    if not parts:
+        return []
+    chips = list(parts)
+    keys = [k for k in next(iter(parts.values())) if any(parts[c].get(k) for c in chips)]
+    lines = ["", "## Area (mm^2 at 65 nm, predicted except Jia's one bank_scale; "
+             "sources in docs/AREA.md)", "",
+             "| component | " + " | ".join(chips) + " |", "|---" * (len(chips) + 1) + "|"]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(_num(parts[c].get(k), ".4g") for c in chips)
+                     + " |")
+    lines.append("| **chip** | " + " | ".join(
+        f"**{sum(parts[c].values()):.4g}**" for c in chips) + " |")
+    return lines
+
+
+def _area_figure(results: dict[str, Any], plt: Any) -> Path | None:
+    """Stacked bars of each chip's area by component."""
+    parts = _fig(results, "area_vs_papers", "breakdown_mm2")
+    if not parts:
+        return None
+    chips = list(parts)
+    keys = [k for k in next(iter(parts.values())) if any(parts[c].get(k) for c in chips)]
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    bottom = [0.0] * len(chips)
+    cmap = plt.get_cmap("tab20")
+    for j, k in enumerate(keys):
+        vals = [parts[c].get(k, 0.0) for c in chips]
+        ax.bar(chips, vals, bottom=bottom, label=k, color=cmap(j % 20))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.set_ylabel("area (mm^2, 65 nm)")
+    ax.set_title("chip area by component")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(True, axis="y", alpha=0.3)
+    p = DOCS / "area_breakdown.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
 
 
 def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
@@ -219,6 +258,9 @@ def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
     p = bench_analog.figure(results, DOCS / "analog_sweep.png")
     if p is not None:
         out.append(("analog BP/BS: SQNR vs ADC bits and noise, column sums of real data", p))
+    area_png = _area_figure(results, plt)
+    if area_png is not None:
+        out.append(("chip area by component", area_png))
     from pacim.pipeline import simulate
     from pacim.report.plots import plot_report
 

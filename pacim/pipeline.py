@@ -153,6 +153,16 @@ def simulate(
 
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
+    if data:  # refuse what cannot fit, before any tensor is built (pacim.workloads.memory)
+        from .workloads import has_shapes_path
+        from .workloads.memory import check, estimate
+
+        m = arch.macro
+        if isinstance(workload, Workload):
+            check(estimate(workload, m.xbit, m.wbit), f"workload {workload.name}", built=True)
+        elif has_shapes_path(str(workload)):
+            shapes = load_workload(str(workload), data=False, seed=seed, **workload_options)
+            check(estimate(shapes, m.xbit, m.wbit), f"workload {shapes.name}")
     if not isinstance(workload, Workload):
         workload = load_workload(str(workload), data=data, seed=seed, **workload_options)
     elif workload_options:
@@ -215,6 +225,9 @@ def simulate(
             summary[key] = sched_summary[key]
     summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles,
                                             [breakdowns[c.name] for c in counts]))
+    summary.update(energy_mod.area_report(arch, summary))  # geometry x area table
+    for d in layers_out:
+        d.update(energy_mod.layer_area_fields(arch, d, summary["area_mm2"]))
     summary["arch_config"] = arch.to_dict()
     summary["workload_meta"] = {k: v for k, v in workload.meta.items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from pacim.cli import LAZY_COMMANDS, main
+from pacim.errors import PacimError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP_KEYS = {"arch", "workload", "macs", "ops", "bit_serial_cycles", "accuracy", "layers",
@@ -99,3 +103,89 @@ def test_every_command_is_registered_lazily() -> None:
     commands = {target.partition(":")[0] for target in LAZY_COMMANDS.values()}
     assert not loaded & commands, loaded & commands
     assert not {"pacim.pipeline", "pacim.sched", "pacim.workloads"} & loaded
+
+
+def _quick_tour() -> list[tuple[list[str], str]]:
+    """README's quick tour as (argv, comment) per command, continuation lines joined."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick tour", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    out = []
+    for cmd in block.replace("\\\n", " ").splitlines():
+        text, _, comment = cmd.partition("#")
+        if text.strip():
+            out.append((shlex.split(text), comment.strip()))
+    return out
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse a `pacim ...` command line with click, as running it would (no execution)."""
+    cmd: click.Command = main
+    ctx, rest = click.Context(main, info_name="pacim"), argv[1:]
+    while isinstance(cmd, click.Group):  # the tour gives no group options: name, then its args
+        sub = cmd.get_command(ctx, rest[0])
+        assert sub is not None, rest[0]
+        cmd, name, rest = sub, rest[0], rest[1:]
+        ctx = cmd.make_context(name, list(rest), parent=ctx)
+
+
+def test_readme_set_up_and_quick_tour_work_as_written(tmp_path: Path) -> None:
+    """The set-up activates the venv the tour's `pacim` lives in; every tour command parses
+    (commands, options, values), names files that ship (or that an earlier tour command
+    writes, or marked as the user's own), and the fast ones run as written."""
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set-up", 1)[1].split("## Quick tour", 1)[0]
+    install = next(ln for ln in setup.splitlines() if ln.startswith("python3 -m venv .venv"))
+    assert ". .venv/bin/activate && pacim simulate" in install
+    ci = (ROOT / ".ci/run").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev,llm,onnx,dask,digits]'" \
+        in ci and "-e '.[dev,llm,onnx,dask,digits]'" in install  # CI installs as README says
+    tour = _quick_tour()
+    assert [a[0] for a, _ in tour].count("pacim") >= 8
+    for name in ("arch_configs", "workloads"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    exe = Path(sys.executable).with_name("pacim")  # the entry point the install made
+    runner = [str(exe)] if exe.exists() else [sys.executable, "-m", "pacim"]
+    written: set[str] = set()
+    ran = 0
+    for argv, comment in tour:
+        if argv[0] != "pacim":
+            assert argv[:3] == ["python", "-m", "benchmarks"], argv
+            continue
+        _parse(argv)
+        files = [a for a in argv if "/" in a or Path(a).suffix in (".yaml", ".onnx", ".jsonl")]
+        inputs = [a for a in files if not (ROOT / a).exists() and a not in written]
+        outputs = {argv[i + 1] for i, a in enumerate(argv[:-1])
+                   if a in ("--json", "--csv", "--plot", "--trace", "--out", "-o")}
+        assert set(inputs) <= outputs or "your" in comment, (argv, inputs)
+        written |= outputs
+        fast = "--no-data" in argv or argv[1] in ("energy", "area", "plot")
+        if fast:
+            r = subprocess.run(runner + argv[1:], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0 and r.stderr == "", (argv, r.stderr)
+            ran += 1
+    assert ran >= 4
+    assert {"sweep.jsonl", "pareto.png"} <= set(os.listdir(tmp_path))
+
+
+def test_gguf_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: GGUF is a workload source: any Llama GGUF, built like smollm2-135m."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("tokenizers")
+    from pacim.workloads import load_workload
+    from tests.test_llm_synthetic import write_gguf
+
+    monkeypatch.setenv("PACIM_CACHE", str(tmp_path / "cache"))
+    model = write_gguf(tmp_path / "tiny.gguf")
+    wl = load_workload(model, tokens=16)
+    assert wl.name == "tiny-16" and wl.has_data and wl.meta["tokens"] == 16
+    assert {la.name for la in wl.layers} >= {"blk.0.attn_q", "blk.0.ffn_down", "output"}
+    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload", str(model),
+                                  "--tokens", "16", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "workload tiny-16" in r.output
+    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload",
+                                  str(tmp_path / "missing.gguf")])
+    assert r.exit_code == 2 and "not found" in r.output
+    with pytest.raises(PacimError, match="unknown option.*valid options: tokens"):
+        load_workload(model, batch=2)

@@ -56,3 +56,25 @@ def test_nothing_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) 
     p(1, 2, "x")
     p.close()
     assert buf.getvalue() == ""
+
+
+def test_progress_lines_in_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--progress with stderr in a file: a plain line every `interval` s and one at the end."""
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buf)
+    p = Progress("simulate", delay=0.0, force=True, interval=0.0)
+    assert p.enabled and p.log
+    p(1, 3, "conv1")
+    p(2, 3, "conv2")
+    p.interval = 3600.0
+    p(3, 3, "fc")  # not yet reported: within the interval
+    p.close()
+    lines = buf.getvalue().splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == ["simulate: 1/3 conv1", "simulate: 2/3 conv2",
+                                                   "simulate: 3/3 fc"]
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    q = Progress("simulate", delay=0.0, force=False)
+    q(1, 2, "x")
+    q.close()
+    assert quiet.getvalue() == ""

@@ -68,7 +68,8 @@ def test_json_is_the_dict_with_non_finite_floats_as_null() -> None:
 def test_csv_has_one_flat_row_per_layer(tmp_path: Path) -> None:
     rep = _report()
     out = tmp_path / "l.csv"
-    text = rep.to_csv(out)
+    assert rep.to_csv(out) == out  # given a path: written there, the path returned
+    text = rep.to_csv()
     assert out.read_bytes().decode() == text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["name"] for r in rows] == ["conv1", "qk"]
@@ -132,3 +133,29 @@ def test_plot_energy_breakdown(tmp_path) -> None:
     rep["layers"] = [{"name": c.name, "energy_breakdown_pj": layer_energy(a, c)} for c in cs]
     out = plot_energy_breakdown(rep, tmp_path / "e.png")
     assert out.stat().st_size > 1000
+
+
+def test_to_json_and_to_csv_return_the_path_when_given_one(tmp_path: Path) -> None:
+    rep = _report()
+    assert rep.to_json(tmp_path / "r.json") == tmp_path / "r.json"
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(rep.to_json())
+    assert isinstance(rep.to_json(), str) and isinstance(rep.to_csv(), str)
+
+
+def test_summary_in_engineering_units_with_clock_and_legend() -> None:
+    from pacim.pipeline import simulate
+    from pacim.workloads import load_workload
+
+    arch = load_arch("pacim_65nm", {"technology.vdd": 0.9})
+    d = simulate(arch, load_workload("resnet18-cifar", data=False), data=False).to_dict()
+    s = summary_text(d)
+    mem = d["memory"]
+    assert f"energy {d['energy_pj'] / 1e6:.4g} uJ" in s and " pJ" not in s
+    assert f"latency {d['latency_s'] * 1e3:.4g} ms" in s
+    assert (f"reads {mem['reads_bits'] / 1e6:.4g} Mbit  writes {mem['writes_bits'] / 1e6:.4g} "
+            "Mbit") in s
+    f_mhz = arch.technology.freq_hz / 1e6
+    assert f"clock {f_mhz:.4g} MHz at VDD 0.9 V" in s
+    assert abs(d["cycles"] / d["latency_s"] / 1e6 - f_mhz) < 1e-9 * f_mhz  # the clock used
+    table = format_table(d)
+    assert "dig.cyc: mean digital bit-serial cycles" in table and "stalls: cycles" in table

@@ -195,8 +195,11 @@ def test_killed_worker_loses_only_in_flight_points(tmp_path: Path) -> None:
 
 
 def test_sigkilled_cli_sweep_resumes(tmp_path: Path) -> None:
+    """kill -9 of a sweep and its worker mid-run; the resume right after it is not refused
+    (the worker never held the lock) and completes the file. 32 points: under load the poll
+    below may lag, and the sweep must still be running when it is killed."""
     out = tmp_path / "k.jsonl"
-    grid = ["--grid", "pac.operand=1,2,3,4,5,6,7,8", "--grid", "macro.banks=8,16"]
+    grid = ["--grid", "pac.operand=1,2,3,4,5,6,7,8", "--grid", "macro.banks=4,8,16,32"]
     args = ["--arch", "pacim_65nm", "--workload", WL, "--no-data", "--set", "pac.dynamic=null",
             *grid, "--out", str(out), "--workers", "1"]
     code = "from pacim.cli.sweep import sweep_command; sweep_command()"
@@ -213,11 +216,11 @@ def test_sigkilled_cli_sweep_resumes(tmp_path: Path) -> None:
     proc.wait()
     assert killed, f"the sweep ended before it could be killed: {proc.stderr.read()!r}"
     before = read_records(out)
-    assert 3 <= len(before) < 16
+    assert 3 <= len(before) < 32
     ov = dict(parse_grid_option(g) for g in grid[1::2])
     recs = sweep(_arch(), ov, [WL], data=False, executor=SerialExecutor(), out=out)
     after = read_records(out)
-    assert len(recs) == len(after) == 16 and len({r["key"] for r in after}) == 16
+    assert len(recs) == len(after) == 32 and len({r["key"] for r in after}) == 32
     assert after[: len(before)] == before
 
 

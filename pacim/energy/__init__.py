@@ -2,8 +2,26 @@
 
 table: per-event energies and the D-CiM column structure; model: per layer, peak and whole
 workload; text: what `pacim energy` prints. See docs/ENERGY.md.
+area: the geometry x the arch's area table -> mm^2 by component, TOPS/mm^2 (docs/AREA.md);
+area_text: the area table as `pacim area` / `pacim energy` print it.
 """
 
+from .area import (
+    AREA_ENTRY_INFO,
+    BANK_COMPONENTS,
+    CHIP_COMPONENTS,
+    MACRO_COMPONENTS,
+    AreaCounts,
+    ChipArea,
+    area_counts,
+    area_report,
+    bank_area_um2,
+    chip_area,
+    layer_area_fields,
+    node_scale,
+    weight_planes_stored,
+)
+from .area_text import area_command_text, area_table, format_area_table
 from .model import (
     PACIM_CALIBRATION_DIGITAL_CYCLES,
     PACIM_PAPER_DIGITAL_CYCLES,
@@ -31,6 +49,22 @@ from .table import (
 from .text import energy_command_text, energy_table, format_energy_table
 
 __all__ = [
+    "AREA_ENTRY_INFO",
+    "BANK_COMPONENTS",
+    "CHIP_COMPONENTS",
+    "MACRO_COMPONENTS",
+    "AreaCounts",
+    "ChipArea",
+    "area_command_text",
+    "area_counts",
+    "area_report",
+    "area_table",
+    "bank_area_um2",
+    "chip_area",
+    "format_area_table",
+    "layer_area_fields",
+    "node_scale",
+    "weight_planes_stored",
     "BPBS_COMPONENTS",
     "COMMON_COMPONENTS",
     "COMPUTE_COMPONENTS",

@@ -104,25 +104,10 @@ def codes_nhwc(q, pads, pad_code, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def pixel_plane_counts(flat, bits):  # pragma: no cover - compiled
-    """Ones of each bit-plane over each pixel's C codes: (pixels, C) -> int32 (pixels, bits)."""
-    p_, c_ = flat.shape
-    out = np.empty((p_, bits), dtype=np.int32)
-    for p in range(p_):
-        row = flat[p]
-        for j in range(bits):
-            s = 0
-            for c in range(c_):
-                s += (row[c] >> j) & 1
-            out[p, j] = s
-    return out
-
-
-@njit(cache=True)
 def window_plane_counts(pix, kh, kw, stride, ho, wo):  # pragma: no cover - compiled
     """Per output window, the ones of each plane: box sums (integral image) of pixel counts.
 
-    pix: int32 (B, Hp, Wp, bits) -> int64 (B*ho*wo, bits), padding included.
+    pix: (B, Hp, Wp, bits) pixel counts -> int64 (B*ho*wo, bits), padding included.
     """
     b_, hp, wp, bits = pix.shape
     out = np.empty((b_ * ho * wo, bits), dtype=np.int64)

@@ -230,10 +230,10 @@ class Activations:
         return act
 
     def pixel_counts(self) -> np.ndarray:
-        """int32 (B, Hp, Wp, bits): ones of each plane over each pixel's C codes."""
+        """int64 (B, Hp, Wp, bits): ones of each plane over each pixel's C codes."""
         if "pix" not in self._derived:
             b, hp, wp, c = self.codes.shape
-            pix = kernels.pixel_plane_counts(self.codes.reshape(-1, c), self.bits)
+            pix = kernels.row_plane_counts(self.codes.reshape(-1, c), self.bits)
             self._derived["pix"] = _frozen(pix.reshape(b, hp, wp, self.bits))
         return self._derived["pix"]
 
@@ -242,7 +242,7 @@ class Activations:
         if "win" not in self._derived:
             pix = self.pixel_counts()
             if self.kernel == (1, 1) and self.stride == 1:
-                win = pix.reshape(-1, self.bits).astype(np.int64)
+                win = pix.reshape(-1, self.bits)
             else:
                 ho, wo = self.out_hw
                 win = kernels.window_plane_counts(pix, *self.kernel, self.stride, ho, wo)

@@ -4,16 +4,27 @@
 """
 
 from .core import REPORT_VERSION, Report
-from .export import check_writable, flatten, json_safe, write_text
+from .export import (
+    check_outputs,
+    check_writable,
+    flatten,
+    image_format,
+    json_safe,
+    write_bytes,
+    write_text,
+)
 from .table import format_table, summary_text
 
 __all__ = [
     "REPORT_VERSION",
     "Report",
+    "check_outputs",
     "check_writable",
     "flatten",
     "format_table",
+    "image_format",
     "json_safe",
     "summary_text",
+    "write_bytes",
     "write_text",
 ]

@@ -28,11 +28,12 @@ class Report:
         d["layers"] = self.layers
         return json_safe(d)
 
-    def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
-        """JSON text; written to `path` when given."""
+    def to_json(self, path: str | Path | None = None, indent: int = 2,
+                option: str | None = None) -> str | Path:
+        """The JSON text; or, given `path`, write it there and return the path."""
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            write_text(path, text + "\n")
+            return write_text(path, text + "\n", option)
         return text
 
     def csv_rows(self) -> list[dict[str, Any]]:
@@ -42,8 +43,9 @@ class Report:
             rows.append(flatten(la))
         return rows
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """Per-layer CSV (a spreadsheet can open it); written to `path` when given."""
+    def to_csv(self, path: str | Path | None = None, option: str | None = None) -> str | Path:
+        """Per-layer CSV text (a spreadsheet can open it); or, given `path`, write it there
+        and return the path."""
         rows = self.csv_rows()
         keys: list[str] = []
         for r in rows:
@@ -54,7 +56,7 @@ class Report:
         for r in rows:
             w.writerow(r)
         if path is not None:
-            write_text(path, buf.getvalue())
+            return write_text(path, buf.getvalue(), option)
         return buf.getvalue()
 
     def table(self) -> str:

@@ -6,12 +6,14 @@ display is touched.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import PacimError
+from .export import image_format, write_bytes
 
 _MIN_PIE_SHARE = 0.02  # slices below 2% are merged into "other"
 
@@ -24,12 +26,17 @@ def number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def save_figure(fig: Any, out: str | Path, dpi: int = 150) -> None:
-    """Write a figure; an unwritable path or an unknown format is one PacimError."""
+def save_figure(fig: Any, out: str | Path, dpi: int = 150, option: str | None = None) -> None:
+    """Write a figure in the format of its extension; an unknown format or a failed write (a
+    full disk too: the figure is rendered in memory first, then written and checked) is one
+    PacimError naming `option` and the path."""
+    fmt = image_format(out, option)
+    buf = io.BytesIO()
     try:
-        fig.savefig(out, dpi=dpi)
+        fig.savefig(buf, format=fmt, dpi=dpi)
     except (OSError, ValueError) as e:
-        raise PacimError(f"{out}: cannot write the figure: {e}") from None
+        raise PacimError(f"{out}: cannot render the figure as {fmt}: {e}") from None
+    write_bytes(out, buf.getvalue(), option, what=" the figure")
 
 
 def _breakdowns(report: dict[str, Any]) -> tuple[list[str], list[dict[str, float]]]:
@@ -42,7 +49,8 @@ def _breakdowns(report: dict[str, Any]) -> tuple[list[str], list[dict[str, float
     return names, rows
 
 
-def plot_energy_breakdown(report: dict[str, Any], path: str | Path) -> Path:
+def plot_energy_breakdown(report: dict[str, Any], path: str | Path,
+                          option: str | None = None) -> Path:
     """Write a PNG: energy per layer as stacked bars by component, and the total as a pie.
 
     report: a Report.to_dict() (needs `energy_breakdown_pj` per layer or at the top level).
@@ -98,14 +106,15 @@ def plot_energy_breakdown(report: dict[str, Any], path: str | Path) -> Path:
         fig.suptitle(" / ".join(str(v) for v in (arch, wl) if v))
     fig.tight_layout()
     out = Path(path)
-    save_figure(fig, out, dpi=120)
+    save_figure(fig, out, dpi=120, option=option)
     return out
 
 
 plot_report = plot_energy_breakdown  # what `pacim simulate --plot` writes
 
 
-def plot_report_layers(report: Mapping[str, Any], out: str | Path) -> None:
+def plot_report_layers(report: Mapping[str, Any], out: str | Path,
+                       option: str | None = None) -> None:
     """Per-layer cycles (compute vs stalls) and energy breakdown (stacked) of a simulate report."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -167,4 +176,4 @@ def plot_report_layers(report: Mapping[str, Any], out: str | Path) -> None:
     if total_e is not None:
         title += f", {total_e / 1e6:.4g} uJ"
     axes[0].set_title(title, fontsize=10)
-    save_figure(fig, out)
+    save_figure(fig, out, option=option)

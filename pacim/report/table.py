@@ -17,6 +17,34 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
     return str(v)
 
 
+LEGEND = (
+    "dig.cyc: mean digital bit-serial cycles per vector-tile (wbit x xbit = exact; - without data)"
+    "\nstalls: cycles the banks wait (weight load, memory, PAC engine, encoder, drain)"
+    "\nrd/wr Mbit: all memory levels; energy uJ: everything counted (memories, leakage)"
+)
+
+
+def _clock(d: dict[str, Any]) -> str | None:
+    """'clock 200 MHz at VDD 1 V' from the report's resolved arch (None without one)."""
+    tech = (d.get("arch_config") or {}).get("technology")
+    if not isinstance(tech, dict):
+        return None
+    from ..arch import Technology
+
+    try:
+        t = Technology.model_validate(tech)
+    except ValueError:
+        return None
+    text = f"clock {t.freq_hz / 1e6:.4g} MHz at VDD {t.vdd:g} V"
+    if t.vdd != t.vdd_nom:
+        text += f" (alpha-power law from {t.freq_mhz:g} MHz at vdd_nom {t.vdd_nom:g} V)"
+    return text
+
+
+def _scaled(v: Any, scale: float) -> float | None:
+    return None if v is None else v * scale
+
+
 def format_table(d: dict[str, Any]) -> str:
     """Text table of a report dict."""
     cols: list[tuple[str, str]] = [("layer", "name"), ("kind", "kind"), ("MACs", "macs"),
@@ -47,6 +75,7 @@ def format_table(d: dict[str, Any]) -> str:
     for r in cells:
         lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
                                for i, c in enumerate(r)))
+    lines.append(LEGEND)
     lines.append("")
     lines.append(summary_text(d))
     return "\n".join(lines)
@@ -57,9 +86,11 @@ def summary_text(d: dict[str, Any]) -> str:
     bsc = d.get("bit_serial_cycles") or {}
     red = bsc.get("reduction")
     acc = d.get("accuracy") or {}
+    clock = _clock(d)
     out = [
         f"arch {d.get('arch')}  workload {d.get('workload')}  "
         f"({'data' if d.get('data') else 'no data: shapes + default statistics'})",
+        *([clock] if clock else []),
         f"MACs {_fmt(d.get('macs'))} (mapped {_fmt(d.get('mapped_macs'))})  "
         f"ops {_fmt(d.get('ops'))}",
         f"bit-serial cycles: baseline {_fmt(bsc.get('baseline'))}  "
@@ -70,12 +101,21 @@ def summary_text(d: dict[str, Any]) -> str:
     ]
     if "cycles" in d:
         mem = d.get("memory") or {}
-        out.append(f"cycles {_fmt(d.get('cycles'))}  latency {_fmt(d.get('latency_s'))} s  "
+        out.append(f"cycles {_fmt(d.get('cycles'))}  "
+                   f"latency {_fmt(_scaled(d.get('latency_s'), 1e3))} ms  "
                    f"throughput {_fmt(d.get('throughput_tops'))} TOPS")
         if mem:
-            out.append(f"memory: reads {_fmt(mem.get('reads_bits'))} bit  "
-                       f"writes {_fmt(mem.get('writes_bits'))} bit")
+            out.append(f"memory: reads {_fmt(_scaled(mem.get('reads_bits'), 1e-6))} Mbit  "
+                       f"writes {_fmt(_scaled(mem.get('writes_bits'), 1e-6))} Mbit")
     if "energy_pj" in d:
-        out.append(f"energy {_fmt(d.get('energy_pj'))} pJ  TOPS/W {_fmt(d.get('tops_per_w'))}  "
-                   f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        line = (f"energy {_fmt(_scaled(d.get('energy_pj'), 1e-6))} uJ  "
+                f"TOPS/W {_fmt(d.get('tops_per_w'))}  "
+                f"peak TOPS/W {_fmt(d.get('peak_tops_per_w'))}")
+        if d.get("area_mm2") is not None:
+            line += (f"  area {_fmt(d.get('area_mm2'))} mm2  TOPS/mm2 "
+                     f"{_fmt(d.get('tops_per_mm2'))}  peak TOPS/mm2 "
+                     f"{_fmt(d.get('peak_tops_per_mm2'))}")
+        elif "area_mm2" in d:
+            line += "  area - (no area table)"
+        out.append(line)
     return "\n".join(out)

@@ -16,12 +16,13 @@ from .mapping import (
     layer_is_exact,
     map_layer,
     precision,
-    window_reuse,
 )
 from .peak import PeakCounts, default_digital_cycles, peak_counts
 from .scheduler import schedule, schedule_signature
+from .steady import Steady
 from .timing import DEFAULT_NO_DATA, digital_cycles, pac_products, pac_products_at
-from .trace import TRACE_COLUMNS, write_trace
+from .trace import TRACE_COLUMNS, TraceWriter, write_trace
+from .vectors import window_reuse
 
 __all__ = [
     "DATA_KINDS",
@@ -37,8 +38,10 @@ __all__ = [
     "Pass",
     "Precision",
     "Resource",
+    "Steady",
     "Task",
     "Tile",
+    "TraceWriter",
     "default_digital_cycles",
     "digital_cycles",
     "empty_traffic",

@@ -53,6 +53,7 @@ class LayerCounts:
     output_home: str = ""  # memory level the outputs were written to
     digital_cycles_mean: float = 0.0  # bit-serial cycles per vector-tile, mean
     busy_cycles: dict[str, int] = field(default_factory=dict)  # banks (summed), buses, engines
+    simulated_events: int = 0  # events the engine processed; the rest were extrapolated
 
     @property
     def total_reads_bits(self) -> int:

@@ -10,15 +10,16 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..arch import Arch
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer, Workload
 from .counts import LayerCounts
-from .layer import DEFAULT_BATCH, schedule_layer
+from .layer import DEFAULT_BATCH, check_work, plan_layer, schedule_plan
 from .mapping import layer_is_exact
-from .trace import write_trace
+from .steady import Steady
+from .trace import TraceWriter
 
 
 def schedule(
@@ -26,16 +27,19 @@ def schedule(
     workload: Workload,
     stats: Mapping[str, MacroStats] | None = None,
     *,
-    trace_path: str | Path | None = None,
+    trace_path: str | Path | IO[str] | None = None,
     batch: int = DEFAULT_BATCH,
     cache: bool = True,
+    steady: Steady | bool = True,
 ) -> list[LayerCounts]:
     """Schedule every mapped layer in order (matmul layers are skipped: not on the macro).
 
     Layers run one after another; the first mapped layer reads the network input from main
-    memory and, if it is a conv, is exact when pac.first_layer_exact. `trace_path` writes every
-    event as CSV. `cache` reuses an identical shapes-only schedule (same macro/pac/memory
-    sections and layers) computed earlier in this process.
+    memory and, if it is a conv, is exact when pac.first_layer_exact. `trace_path` (a path or
+    an open text file) streams every event as CSV while the layers run (trace.TraceWriter).
+    `cache` reuses an identical shapes-only schedule (same macro/pac/memory sections and layers)
+    computed earlier in this process. `steady` extrapolates periodic stretches exactly
+    (steady.py; off with a trace).
     """
     layers = [la for la in workload.layers if la.mapped]
     stats = stats or {}
@@ -44,26 +48,37 @@ def schedule(
     # reuses them. Schedules driven by measured stats are not cached.
     key = None
     if cache and not stats and trace_path is None:
-        key = (_schedule_key(arch), tuple(_layer_key(la) for la in layers), batch)
+        key = (_schedule_key(arch), tuple(_layer_key(la) for la in layers), batch, steady)
         hit = _SCHEDULE_CACHE.get(key)
         if hit is not None:
             _SCHEDULE_CACHE.move_to_end(key)
             return list(hit)
-    trace: list | None = [] if trace_path is not None else None
+    opts = steady if isinstance(steady, Steady) else Steady(enabled=bool(steady))
     exact = [layer_is_exact(arch, la, first=(i == 0)) for i, la in enumerate(layers)]
-    out = []
+    plans = []
     for i, la in enumerate(layers):
-        out.append(schedule_layer(
-            arch, la, stats.get(la.name),
-            prev_layer=layers[i - 1] if i else None,
-            next_layer=layers[i + 1] if i + 1 < len(layers) else None,
-            exact=exact[i],
-            next_exact=exact[i + 1] if i + 1 < len(layers) else None,
-            batch=batch,
-            trace=trace,
-        ))
-    if trace_path is not None and trace is not None:
-        write_trace(trace_path, trace, offsets=[c.cycles for c in out])
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        last = i + 1 == len(layers)
+        plans.append(plan_layer(arch, la, stats.get(la.name), layers[i - 1] if i else None,
+                                None if last else layers[i + 1], exact[i],
+                                None if last else exact[i + 1], batch))
+        check_work(plans[-1], opts, trace_path is not None)  # refused before any work
+    writer = TraceWriter(trace_path) if trace_path is not None else None
+    out: list[LayerCounts] = []
+    t0 = 0
+    try:
+        for plan in plans:
+            if writer is not None:
+                writer.begin_layer(t0)
+            out.append(schedule_plan(arch, plan, writer, opts))
+            t0 += out[-1].cycles
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
     if key is not None:
         _SCHEDULE_CACHE[key] = tuple(out)
         while len(_SCHEDULE_CACHE) > _SCHEDULE_CACHE_SIZE:

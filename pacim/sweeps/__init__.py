@@ -9,7 +9,14 @@ function `pacim.sweep` as an attribute of `pacim` as soon as it is imported.
 """
 
 from .grid import Point, expand_grid, make_points, parse_grid_option, point_key, split_values
-from .pareto import field_value, pareto_front
+from .pareto import (
+    PARETO_FIELD,
+    PARETO_OBJECTIVES,
+    field_value,
+    mark_pareto,
+    pareto_front,
+    pareto_front_nd,
+)
 from .run import (
     SerialExecutor,
     dask_client,
@@ -19,15 +26,18 @@ from .run import (
     shutdown_executor,
     sweep,
 )
-from .store import Store, read_records
+from .store import Store, check_store_path, iter_records, read_records
 from .worker import METRICS, cached_workload, group_tasks, headline, run_point, run_points
 
 __all__ = [
     "METRICS",
+    "PARETO_FIELD",
+    "PARETO_OBJECTIVES",
     "Point",
     "SerialExecutor",
     "Store",
     "cached_workload",
+    "check_store_path",
     "dask_client",
     "default_workers",
     "expand_grid",
@@ -35,9 +45,12 @@ __all__ = [
     "group_tasks",
     "headline",
     "is_dask_client",
+    "iter_records",
     "local_executor",
     "make_points",
+    "mark_pareto",
     "pareto_front",
+    "pareto_front_nd",
     "parse_grid_option",
     "point_key",
     "read_records",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import PacimError
 from ..report.plots import number, save_figure
-from .pareto import field_value, pareto_front
+from .pareto import PARETO_FIELD, field_value, mark_pareto, pareto_front
 from .store import read_records
 
 LABELS = {
@@ -27,6 +27,9 @@ LABELS = {
     "bit_serial_reduction": "bit-serial cycle reduction",
     "reads_bits": "memory reads (bit)",
     "writes_bits": "memory writes (bit)",
+    "area_mm2": "chip area (mm^2)",
+    "tops_per_mm2": "TOPS/mm^2",
+    "peak_tops_per_mm2": "peak TOPS/mm^2",
 }
 
 
@@ -54,6 +57,15 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def _all_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in records:
+        for k in list(r) + list(r.get("overrides") or {}):
+            if k != "overrides":
+                keys.setdefault(k)
+    return list(keys)
+
+
 def _numeric_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for r in records:
@@ -67,27 +79,38 @@ def plot_sweep(
     records: Sequence[Mapping[str, Any]], out: str | Path, *, x: str = "latency_s",
     y: str = "energy_pj", color: str | None = None, pareto: bool = False,
     maximize: tuple[bool, bool] = (False, False), log: tuple[bool, bool] = (False, False),
-) -> dict[str, int]:
+    front3: bool = False, option: str | None = None,
+) -> dict[str, Any]:
     """Scatter y against x over the sweep's ok records; Pareto front per workload if asked.
 
     color: a field or arch key; numbers get a colour bar, anything else a legend. With several
-    workloads and no color, points are coloured by workload. Returns {'points', 'front'}.
+    workloads and no color, points are coloured by workload. A log axis leaves out the points
+    with a value <= 0 and says so. Returns {'points', 'front', 'front3', 'dropped'} ('dropped':
+    what was left off a log axis, or ''). `option` names the output in error messages.
     """
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     ok = [r for r in records if r.get("status", "ok") == "ok"]
-    pts = []
+    if color not in (None, "workload") and all(field_value(r, color) is None for r in ok):
+        fields = ", ".join(_all_fields(ok)) or "none (no successful points)"
+        raise PacimError(f"--color {color}: no point has this field; fields: {fields}")
+    numeric = []
     for r in ok:
         xv, yv = number(field_value(r, x)), number(field_value(r, y))
-        if xv is None or yv is None:
-            continue
-        if (log[0] and xv <= 0) or (log[1] and yv <= 0):
-            continue
-        pts.append((xv, yv, r))
-    if not pts:
+        if xv is not None and yv is not None:
+            numeric.append((xv, yv, r))
+    if not numeric:
         fields = ", ".join(_numeric_fields(ok)) or "none (no successful points)"
         raise PacimError(f"no point has numeric {x} and {y}; numeric fields: {fields}")
+    pts = [p for p in numeric if (not log[0] or p[0] > 0) and (not log[1] or p[1] > 0)]
+    nonpos = " or ".join(f"{name} <= 0" for on, name, i in ((log[0], x, 0), (log[1], y, 1))
+                         if on and any(p[i] <= 0 for p in numeric))
+    if not pts:
+        raise PacimError(f"nothing to plot: a log axis shows values > 0 only, and all "
+                         f"{len(numeric)} points have {nonpos}")
+    dropped = (f"{len(numeric) - len(pts)} of {len(numeric)} points with {nonpos} left off "
+               "the log axis") if len(pts) < len(numeric) else ""
     workloads = list(dict.fromkeys(str(r.get("workload")) for _, _, r in pts))
     if color is None and len(workloads) > 1:
         color = "workload"
@@ -152,6 +175,14 @@ def plot_sweep(
             ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
                        edgecolors="crimson", linewidths=1.6, zorder=4,
                        label=f"Pareto front ({n_front})" if j == 0 else None)
+    n_front3 = 0
+    if front3:
+        marked = mark_pareto([p[2] for p in pts])
+        idx3 = [i for i, r in enumerate(marked) if r[PARETO_FIELD]]
+        n_front3 = len(idx3)
+        ax.scatter([xs[i] for i in idx3], [ys[i] for i in idx3], s=130, marker="D",
+                   facecolors="none", edgecolors="black", linewidths=1.0, zorder=5,
+                   label=f"energy/latency/area front ({n_front3})")
     if log[0]:
         ax.set_xscale("log")
     if log[1]:
@@ -164,5 +195,5 @@ def plot_sweep(
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    save_figure(fig, out)
-    return {"points": len(pts), "front": n_front}
+    save_figure(fig, out, option=option)
+    return {"points": len(pts), "front": n_front, "front3": n_front3, "dropped": dropped}

@@ -25,7 +25,8 @@ from ..arch import Arch, load_arch
 from ..errors import PacimError
 from ..report import json_safe
 from .grid import Point, SimulateFn, expand_grid, make_points
-from .store import Store, read_records
+from .lifetime import die_with_parent
+from .store import Store, check_store_path, iter_records
 from .worker import base_record, group_tasks, run_points
 
 SweepProgress = Callable[[int, int, int], None]  # (done, failed, total)
@@ -33,9 +34,11 @@ SweepProgress = Callable[[int, int, int], None]  # (done, failed, total)
 DASK_HINT = "pip install 'pacim[dask]'"
 
 
-def _init_worker() -> None:
-    """Local workers ignore SIGINT: Ctrl-C is the parent's to handle (cancel, keep records)."""
+def _init_worker(main_pid: int | None = None) -> None:
+    """Local workers ignore SIGINT (Ctrl-C is the parent's to handle: cancel, keep records)
+    and die with the sweep that started them (a kill -9 of it leaves no worker behind)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(main_pid)
 
 
 class SerialExecutor(cf.Executor):
@@ -83,7 +86,8 @@ def local_executor(workers: int | None = None) -> cf.Executor:
         ctx.set_forkserver_preload(preload)
     else:  # pragma: no cover - Windows
         ctx = multiprocessing.get_context()
-    return cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker)
+    return cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(os.getpid(),))
 
 
 def is_dask_client(obj: Any) -> bool:
@@ -240,8 +244,7 @@ def sweep(
     store: Store | None = None
     if out is not None:
         path = Path(out)
-        if path.is_dir():
-            raise PacimError(f"{path}: is a directory, not a file")
+        check_store_path(path)
         store = Store(path)  # locked before the file is read or repaired
     total = len(unique)
     failed = 0
@@ -266,7 +269,7 @@ def sweep(
         if store is not None and not resume:
             store.truncate()
         elif store is not None:
-            for rec in read_records(store.path, repair=True):
+            for rec in iter_records(store.path, repair=True):  # streamed: bounded memory
                 if rec.get("key") in unique and rec["key"] not in results:
                     results[rec["key"]] = rec
                     failed += rec.get("status") != "ok"

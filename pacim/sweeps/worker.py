@@ -18,6 +18,7 @@ METRICS = (
     "peak_throughput_tops", "energy_pj", "tops_per_w", "peak_tops_per_w", "reads_bits",
     "writes_bits", "bit_serial_cycles_baseline", "bit_serial_cycles", "bit_serial_reduction",
     "energy_memory_share", "digital_cycles_mean", "sqnr_db", "output_rmse",
+    "area_mm2", "tops_per_mm2", "tops_per_mm2_1b", "peak_tops_per_mm2",
 )
 
 
@@ -54,6 +55,9 @@ def headline(report: Mapping[str, Any]) -> dict[str, Any]:
     breakdown = report.get("energy_breakdown_pj")
     if isinstance(breakdown, Mapping):
         out.update(flatten(dict(breakdown), "energy_pj."))
+    area = report.get("area_breakdown_mm2")
+    if isinstance(area, Mapping):
+        out.update(flatten(dict(area), "area_mm2."))
     return out
 
 

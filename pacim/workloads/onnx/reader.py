@@ -77,12 +77,19 @@ def load_model(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise PacimError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise PacimError(f"{p}: not a valid ONNX model: the file is empty")
     try:
-        return onnx.load(str(p))
+        model = onnx.load(str(p))
     except Exception as e:  # protobuf raises several types on garbage input
         why = (str(e).strip().splitlines() or [""])[0]
         raise PacimError(
             f"{p}: not a readable ONNX model ({type(e).__name__}: {why})") from None
+    # protobuf parses many byte strings (a truncated file too) into a message with no graph
+    if not model.HasField("graph") or not model.graph.node:
+        raise PacimError(f"{p}: not a valid or complete ONNX model: it has no graph nodes "
+                         "(an empty, truncated or non-ONNX file?)")
+    return model
 
 
 def read_graph(model: Any, name: str = "onnx", source: str = "") -> Graph:
