@@ -202,20 +202,32 @@ def non_increasing(v: list[float]) -> bool:
        n=st.integers(100, 1600), dx=st.floats(0.05, 0.9), dw=st.floats(0.1, 0.9))
 def test_sqnr_falls_as_adc_bits_fall_and_noise_rises(seed: int, bits: int, rows: int, n: int,
                                                      dx: float, dw: float) -> None:
-    """Random data. Noise-free on Jia's 768 rows over 4..10 ADC bits, and in noise from 0; on
-    any height with at least half an LSB of noise over 3..10 bits, and in noise from 0.5 LSB.
-    Without noise on other heights it can fail: see the next test."""
+    """Random data, where it holds (see the next two tests for where it does not):
+    - at one code per row (FS = 2^b - 1: fewer bits clip more, every error an undershoot);
+    - with at least half an LSB of noise, which decorrelates the rounding (full scale = rows);
+    - in noise from half an LSB up, at 8 bits."""
     rng = np.random.default_rng(seed)
     qx, qw = operands(rng, 48, 24, n, bits, bits, dx, dw)
-    if rows == 768:
-        assert non_increasing([mac_error(qx, qw, bits, AnalogADC(bits=b)) for b in range(4, 11)])
+    unit = [mac_error(qx, qw, bits, AnalogADC(bits=b, rows=rows, full_scale=None))
+            for b in range(3, 11)]
+    assert non_increasing(unit), unit
     dithered = [mac_error(qx, qw, bits, AnalogADC(bits=b, rows=rows, noise_lsb=0.5, seed=seed))
                 for b in range(3, 11)]
     assert non_increasing(dithered), dithered
-    sigmas = (0.0, 0.5, 1.0, 2.0) if rows == 768 else (0.5, 1.0, 2.0)
     noisy = [mac_error(qx, qw, bits, AnalogADC(bits=8, rows=rows, noise_lsb=s, seed=seed))
-             for s in sigmas]
+             for s in (0.5, 1.0, 2.0)]
     assert non_increasing(noisy[::-1]), noisy
+
+
+def test_without_noise_a_coarse_lsb_rounds_coherently() -> None:
+    """Why SQNR is not monotone in b without noise at full scale = rows: with an LSB above the
+    spread of the column sums, rounding errs the same way for most conversions. Sparse weights
+    on 768 rows (sums ~42 and ~17 in two tiles): 5 bits (LSB 24.8) round both up, 4 bits (LSB
+    51.2) one up and one down, and 4 bits come out ahead. Half an LSB of noise restores order."""
+    qx, qw = operands(np.random.default_rng(0), 48, 24, 1083, 1, 1, 0.5, 0.109375)
+    assert mac_error(qx, qw, 1, AnalogADC(bits=4)) < mac_error(qx, qw, 1, AnalogADC(bits=5))
+    assert mac_error(qx, qw, 1, AnalogADC(bits=4, noise_lsb=0.5)) > mac_error(
+        qx, qw, 1, AnalogADC(bits=5, noise_lsb=0.5))
 
 
 def test_a_lsb_just_above_one_row_is_a_gain_error() -> None:
