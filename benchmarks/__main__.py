@@ -30,6 +30,7 @@ BENCHES = [
     ("bench_error", True),
     ("bench_sweep", True),
     ("bench_accuracy", True),
+    ("bench_analog", True),  # speed in --quick; the sweeps and the data study in the full run
     ("bench_llm", False),
 ]
 

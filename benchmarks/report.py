@@ -173,6 +173,9 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
         if v is not None:
             lines.append(f"| {label} | {_num(v, '.3g')} {unit} | |")
 
+    from benchmarks import bench_analog
+
+    lines += bench_analog.results_md(results)
     figs = _make_figures(results)
     if figs:
         lines += ["", "## Figures", ""]
@@ -250,6 +253,11 @@ def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         out.append(("approximation error vs operand", p))
+    from benchmarks import bench_analog
+
+    p = bench_analog.figure(results, DOCS / "analog_sweep.png")
+    if p is not None:
+        out.append(("analog BP/BS: SQNR vs ADC bits and noise, column sums of real data", p))
     area_png = _area_figure(results, plt)
     if area_png is not None:
         out.append(("chip area by component", area_png))

@@ -99,6 +99,30 @@ class Macro(_Strict):
     adc_bits: int = Field(8, ge=1, le=16, description="bp_bs column ADC resolution")
 
 
+class Analog(_Strict):
+    """The analog column of a bp_bs array (Jia et al.): its ADC and non-idealities.
+
+    Per tile, weight bit and input bit the column sum s (0..macro.rows) converts to
+    code = clip(floor(gain s (2^b - 1) / FS + offset_lsb + noise + 1/2), 0, 2^b - 1); the
+    datapath shift-adds codes x FS / (2^b - 1). See docs/ANALOG.md (pacim.macro.analog).
+    """
+
+    adc_bits: int | None = Field(
+        None, ge=1, le=16, description="ADC resolution b (null: macro.adc_bits)")
+    full_scale: float | None = Field(
+        1.0, gt=0, le=65535,
+        description="FS, the column sum at the top code, as a fraction of macro.rows (smaller: "
+        "finer steps, more clipping); null: FS = 2^b - 1, one code per unit of column sum")
+    gain: float = Field(1.0, gt=0, le=16, description="ADC gain (1 = ideal; 0.98 = -2% error)")
+    offset_lsb: float = Field(0.0, ge=-65536, le=65536, description="ADC offset error, in LSB")
+    noise_lsb: float = Field(
+        0.0, ge=0, le=65536, description="sigma of Gaussian noise per conversion, in LSB")
+    nonlinear_lsb: float = Field(
+        0.0, ge=0, le=65536,
+        description="ASiM-style signal-dependent noise: sigma nonlinear_lsb / sqrt(s + 1), LSB")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the conversion noise")
+
+
 class Dynamic(_Strict):
     """PACiM dynamic workload configuration thresholds on the speculation E."""
 
@@ -255,6 +279,7 @@ class Arch(_Strict):
     pac: Pac = Pac()
     memory: Memory
     energy: EnergyTable = EnergyTable()
+    analog: Analog | None = None  # bp_bs only: the ADC model; null = exact integer arithmetic
     area: AreaTable | None = None  # silicon area table; None: no area figures
 
     @model_validator(mode="after")
@@ -271,6 +296,8 @@ class Arch(_Strict):
             if p.dynamic is not None and (m.xbit, m.wbit, p.operand) != (8, 8, 4):
                 raise ValueError("pac.dynamic is defined for xbit=8, wbit=8, operand=4 (PACiM);"
                                  f" got xbit={m.xbit}, wbit={m.wbit}, operand={p.operand}")
+        if self.analog is not None and m.kind != "bp_bs":
+            raise ValueError("analog needs macro.kind bp_bs: a bit_serial D-CiM macro is digital")
         if m.kind == "bp_bs" and m.wbit > m.cols:
             raise ValueError(f"bp_bs needs wbit ({m.wbit}) <= macro.cols ({m.cols})")
         return self

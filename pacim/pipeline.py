@@ -17,6 +17,7 @@ import numpy as np
 
 from .arch import Arch, load_arch
 from .errors import PacimError
+from .macro.analog import AnalogADC
 from .macro.kernels import error_sums
 from .macro.layer import apply
 from .macro.operands import (
@@ -59,15 +60,26 @@ class LayerAccuracy:
         return {"output_rmse_vs_exact": self.rmse, "sqnr_db": self.sqnr_db}
 
 
-def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerAccuracy]:
-    """Run one layer's real tensors through the macro, and through the exact macro for error."""
+def run_layer(arch: Arch, layer: Layer, exact: bool, index: int = 0
+              ) -> tuple[MacroStats, LayerAccuracy]:
+    """Run one layer's real tensors through the macro, and through the exact macro for error.
+
+    On an analog bp_bs array (arch.analog) every layer goes through the ADC model, its noise
+    stream being the layer's index; the error is against exact integer arithmetic.
+    """
     m = arch.macro
     full = max(m.xbit, m.wbit)
     act, pw = layer_operands(layer, m.xbit, m.wbit)
     bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
-    dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
-    y, stats = apply(act, pw, bias, operand=full if exact else arch.operand,
-                     approx=arch.pac.approx, dynamic=dyn)
+    adc = AnalogADC.from_arch(arch)
+    if adc is not None:
+        y, stats = apply(act, pw, bias, operand=full, approx=arch.pac.approx,
+                         analog=adc.with_stream(index))
+        exact = False  # the ADC's error is measured against the exact arithmetic below
+    else:
+        dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
+        y, stats = apply(act, pw, bias, operand=full if exact else arch.operand,
+                         approx=arch.pac.approx, dynamic=dyn)
     if exact:
         return stats, LayerAccuracy(0.0, float(np.vdot(y, y)), int(y.size))
     ref = apply(act, pw, bias, operand=full, approx="truncate", stats=False)[0]
@@ -116,6 +128,7 @@ def _stats_fields(stats: MacroStats | None) -> dict[str, Any]:
         "pac_pairs": stats.pac_pairs,
         "x_density": list(stats.x_density),
         "w_density": list(stats.w_density),
+        **({"analog": stats.analog.summary()} if stats.analog is not None else {}),
     }
 
 
@@ -169,7 +182,8 @@ def simulate(
         if progress is not None:
             progress(i, total, layer.name)
         if data:
-            stats[layer.name], accs[layer.name] = run_layer(arch, layer, exact_flags[layer.name])
+            stats[layer.name], accs[layer.name] = run_layer(arch, layer, exact_flags[layer.name],
+                                                            index=i)
     if progress is not None:
         progress(len(mapped), total, "scheduler")
     counts = schedule(arch, workload, stats if data else None, trace_path=trace_path)
@@ -181,7 +195,7 @@ def simulate(
     for layer in workload.layers:
         d = layer.shape_dict()
         if layer.mapped:
-            d["exact"] = exact_flags[layer.name]
+            d["exact"] = exact_flags[layer.name] and arch.analog is None
             d.update(_stats_fields(stats.get(layer.name)))
             d["accuracy"] = accs[layer.name].to_dict() if layer.name in accs else None
             c = counts_by_name.get(layer.name)

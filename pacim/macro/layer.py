@@ -13,11 +13,14 @@ the first, and the approximated pairs' count products inside mac, are a low-rank
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
+from . import analog as analog_model
 from . import engine, kernels
+from .analog import AnalogADC
 from .engine import MacParts
 from .operands import Activations, PreparedWeight
 from .stats import MacroStats
@@ -90,15 +93,29 @@ def apply(
     dynamic: tuple[float, float, float] | None = None,
     stats: bool = True,
     layout: Layout = "rows",
+    analog: AnalogADC | None = None,
 ) -> tuple[np.ndarray, MacroStats | None]:
     """One layer call through the macro: (float64 outputs, MacroStats or None).
 
     layout "rows" gives (P, K) (a linear layer's (B, K)); "nchw" gives a conv's (B, K, Ho, Wo).
+    analog: the column ADC of an analog BP/BS array (pacim.macro.analog); every bit pair is
+    then converted, so it needs operand >= max(xbit, wbit) and no dynamic configuration.
     """
     if bias is not None:
         bias = np.asarray(bias, dtype=np.float64)
         if bias.shape != (pw.k,):
             raise ValueError(f"bias must have shape ({pw.k},), got {bias.shape}")
-    parts = engine.compute(act, pw, operand=operand, approx=approx, dynamic=dynamic)
+    if analog is None:
+        parts = engine.compute(act, pw, operand=operand, approx=approx, dynamic=dynamic)
+        y = dequantize(parts, act, pw, bias, layout)
+        return y, macro_stats(parts, act, pw, operand, approx) if stats else None
+    full = max(act.bits, pw.bits)
+    if dynamic is not None or operand < full:
+        raise ValueError(f"the analog BP/BS array converts every bit pair: it needs operand >= "
+                         f"{full} (got {operand}) and dynamic=None")
+    parts, ast = analog_model.compute(act, pw, analog, stats=stats)
     y = dequantize(parts, act, pw, bias, layout)
-    return y, macro_stats(parts, act, pw, operand, approx) if stats else None
+    if not stats:
+        return y, None
+    st = macro_stats(parts, act, pw, full, approx)
+    return y, replace(st, adc_conversions=ast.conversions if ast else 0, analog=ast)
