@@ -19,6 +19,9 @@ LAZY_COMMANDS = {
     "sweep": "pacim.sweep_cli:sweep_command",
     "plot": "pacim.sweep_cli:plot_command",
     "accuracy": "pacim.accuracy:accuracy_command",
+    "data": "pacim.accuracy.cli:data_group",
+    "train": "pacim.accuracy.train.cli:train_command",
+    "calibrate-thresholds": "pacim.accuracy.thresholds:calibrate_command",
 }
 
 
