@@ -29,6 +29,7 @@ BENCHES = [
     ("bench_error", True),
     ("bench_sweep", True),
     ("bench_accuracy", True),
+    ("bench_fashion", True),  # quick: the speed ratio only; full: the table, hardware, thresholds
     ("bench_llm", False),
 ]
 

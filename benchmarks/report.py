@@ -162,6 +162,13 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
         if v is not None:
             lines.append(f"| {label} | {_num(v, '.3g')} {unit} |")
 
+    fashion = results.get("fashion_resnet18", {}).get("figures", {})
+    if fashion and "skipped" not in fashion:
+        from benchmarks.fashion_report import section, update_readme
+
+        lines += section(fashion)
+        update_readme(fashion, ROOT / "README.md")
+
     figs = _make_figures(results)
     if figs:
         lines += ["", "## Figures", ""]

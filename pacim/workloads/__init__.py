@@ -75,11 +75,18 @@ def _smollm2(name: str, *, data: bool, seed: int, **options: Any) -> Workload:
     )
 
 
+def _fashion(name: str, *, data: bool, seed: int, **options: Any) -> Workload:
+    from ..accuracy.shipped import fashion_workload  # the shipped trained model, real images
+
+    return fashion_workload(name, data=data, seed=seed, **options)
+
+
 BUILTINS = {
     "resnet18": _resnet,
     "resnet18-cifar": _resnet,
     "llm-layer": _llm_layer,
     "smollm2-135m": _smollm2,
+    "fashion-resnet18": _fashion,
 }
 
 
