@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from pacim.accuracy.train.pac import PacConfig, pac_conv2d, pac_linear  # noqa: E402
 from pacim.accuracy.train.quant import fq_conv2d, fq_linear  # noqa: E402
@@ -217,3 +217,36 @@ def test_train_one_epoch_width8_loss_falls_and_export_rereads(tmp_path):
     # running the same command again resumes: nothing left to do, same record
     again = train(cfg, log=lambda s: None)
     assert len(again["epochs"]) == 1 and len(again["commands"]) == 2
+
+
+def test_float16_export_is_valid_and_close(tmp_path):
+    from pacim.accuracy.train.export import export_onnx
+    from pacim.workloads.onnx import OnnxNet
+
+    m = _net(4, 2)
+    p16 = export_onnx(m, tmp_path / "h.onnx", (16, 16), dtype="float16")
+    p32 = export_onnx(m, tmp_path / "f.onnx", (16, 16))
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    model = onnx.load(str(p16))
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    x = np.random.default_rng(0).standard_normal((2, 1, 16, 16))
+    a, b = OnnxNet.load(p16).run(x, "float"), OnnxNet.load(p32).run(x, "float")
+    np.testing.assert_allclose(a, b, rtol=0, atol=5e-3 * np.abs(b).max())
+
+
+def test_train_command_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from pacim.cli import main
+
+    base = ["train", "--out", str(tmp_path / "r"), "--width", "4", "--limit", "10"]
+    for extra, msg in ((["--stages", "pretrain,foo"], "unknown stage(s) foo"),
+                       (["--stages", "pac,pretrain"], "stages run in the order"),
+                       (["--width", "0"], "--width must be >= 1"),
+                       (["--device", "cuda:7"], None),
+                       (["--data", str(tmp_path / "none")], "no such file or directory")):
+        r = CliRunner().invoke(main, base + extra)
+        if msg is None and torch.cuda.is_available():
+            continue
+        assert r.exit_code == 2, r.output
+        assert (msg or "torch sees no CUDA device") in r.output

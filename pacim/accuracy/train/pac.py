@@ -166,18 +166,21 @@ def pac_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         pad = px.pad_code().reshape(-1, 1, 1, 1) if per_sample else px.pad_code()
         xp = F.pad(qx - pad, (padding,) * 4) + pad if padding else qx
         shx, shw = max(0, cfg.xbit - cfg.operand), max(0, cfg.wbit - cfg.operand)
-        msb = F.conv2d(torch.floor(xp / 2**shx), torch.floor(qw / 2**shw), None, stride)
+        qi = xp.to(torch.uint8 if cfg.xbit <= 8 else torch.int32)  # small ints: cheap bit ops
+        msb = F.conv2d((qi >> shx).to(x.dtype), torch.floor(qw / 2**shw), None, stride)
         msb = msb * float(2 ** (shx + shw))
-        xpl = _planes(xp, cfg.xbit)  # (xbit, B, C, Hp, Wp)
+        chan = torch.stack([((qi >> j) & 1).sum(dim=1, dtype=torch.int32)
+                            for j in range(cfg.xbit)], dim=1).to(x.dtype)  # (B, xbit, Hp, Wp)
         box = torch.ones((cfg.xbit, 1, kh, kw), dtype=x.dtype, device=x.device)
-        sx = F.conv2d(xpl.sum(dim=2).transpose(0, 1), box, None, stride, groups=cfg.xbit)
+        sx = F.conv2d(chan, box, None, stride, groups=cfg.xbit)
         wpl = _planes(qw, cfg.wbit)  # (wbit, K, C, kh, kw)
         sw = wpl.sum(dim=(2, 3, 4)).T  # (K, wbit)
         moved: dict[tuple[int, int], torch.Tensor] = {}
         pairs = _moved_pairs(cfg)
         for j in sorted({p[1] for p in pairs}):
             ii = [i for i, jj in pairs if jj == j]
-            t = F.conv2d(xpl[j], wpl[ii].reshape(len(ii) * k, c, kh, kw), None, stride)
+            plane = ((qi >> j) & 1).to(x.dtype)
+            t = F.conv2d(plane, wpl[ii].reshape(len(ii) * k, c, kh, kw), None, stride)
             for a, i in enumerate(ii):
                 moved[(i, j)] = t[:, a * k:(a + 1) * k].permute(0, 2, 3, 1)
         mac, cycles = _mac(msb.permute(0, 2, 3, 1), sx.permute(0, 2, 3, 1), sw, n, cfg, moved)
