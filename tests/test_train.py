@@ -12,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from pacim.accuracy.train.pac import PacConfig, pac_conv2d, pac_linear  # noqa: E402
+from pacim.accuracy.train.pac import pac_conv2d, pac_linear  # noqa: E402
 from pacim.accuracy.train.quant import fq_conv2d, fq_linear  # noqa: E402
 from pacim.functional import conv2d, linear  # noqa: E402
 from pacim.macro.core import DEFAULT_THRESHOLDS  # noqa: E402
+from pacim.workloads.onnx import MacroConfig  # noqa: E402
 
 RTOL = 1e-6
 
@@ -41,7 +42,7 @@ def test_torch_pac_conv_equals_functional(bits, operand, approx, dynamic):
     x = np.maximum(rng.standard_normal((3, 6, 9, 9)), 0) * 3 * envelope - 0.01  # batch 3
     w = rng.standard_normal((5, 6, 3, 3))
     b = rng.standard_normal(5)
-    cfg = PacConfig(bits, bits, operand, approx, dynamic)
+    cfg = MacroConfig(bits, bits, operand, approx, dynamic)
     for stride, pad in ((1, 1), (2, 1), (2, 0)):
         ref, st = conv2d(x, w, b, stride=stride, padding=pad, xbit=bits, wbit=bits,
                          operand=operand, approx=approx, dynamic=dynamic, return_stats=True)
@@ -61,7 +62,7 @@ def test_torch_pac_linear_equals_functional(bits, operand):
     for approx in ("pac", "truncate", "expected"):
         ref = linear(x, w, b, xbit=bits, wbit=bits, operand=operand, approx=approx)
         out = pac_linear(torch.tensor(x), torch.tensor(w), torch.tensor(b),
-                         cfg=PacConfig(bits, bits, operand, approx), per_sample=False)
+                         cfg=MacroConfig(bits, bits, operand, approx), per_sample=False)
         _close(out.y.numpy(), ref)
 
 
@@ -70,7 +71,7 @@ def test_per_sample_equals_functional_image_by_image():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((4, 5, 8, 8)) * rng.uniform(0.2, 3, (4, 1, 1, 1))
     w = rng.standard_normal((6, 5, 3, 3))
-    cfg = PacConfig(dynamic=DEFAULT_THRESHOLDS)
+    cfg = MacroConfig(dynamic=DEFAULT_THRESHOLDS)
     out = pac_conv2d(torch.tensor(x), torch.tensor(w), stride=1, padding=1, cfg=cfg).y.numpy()
     for i in range(4):
         ref = conv2d(x[i:i + 1], w, stride=1, padding=1, dynamic=DEFAULT_THRESHOLDS)
@@ -83,7 +84,7 @@ def test_per_sample_equals_functional_image_by_image():
 
 def test_pac_gradient_is_straight_through():
     rng = np.random.default_rng(1)
-    cfg = PacConfig(dynamic=DEFAULT_THRESHOLDS)
+    cfg = MacroConfig(dynamic=DEFAULT_THRESHOLDS)
     g = torch.tensor(rng.standard_normal((2, 4, 6, 6)))
     grads = []
     for fn in (lambda x, w: pac_conv2d(x, w, stride=1, padding=1, cfg=cfg).y,
@@ -136,7 +137,7 @@ def test_model_in_pac_mode_equals_onnx_executor(tmp_path):
     md = m.double()
     arch = load_arch("pacim_65nm")
     for a in (arch, arch.with_overrides({"pac.dynamic": None})):
-        md.set_mode("pac", pac=PacConfig.of(a))
+        md.set_mode("pac", pac=MacroConfig.from_arch(a))
         with torch.no_grad():
             ref = md(x).numpy()
         _close(net.run(x.numpy(), "pac", config=a), ref)

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from ...errors import PacimError
 from .data import TensorData, batches, channel_normalization, training_sets
 from .model import PacResNet18
-from .pac import PacConfig
 
 STAGES = ("pretrain", "nat", "pac")
 # settings that must match to resume a run in the same folder
@@ -239,7 +238,10 @@ def train(c: TrainConfig, log: Log = print,
     from ...arch import load_arch
 
     arch = load_arch(c.arch)
-    pac_cfg = PacConfig.of(arch.with_overrides({"pac.dynamic": None}) if c.pac_static else arch)
+    from ...workloads.onnx import MacroConfig
+
+    pac_cfg = MacroConfig.from_arch(arch.with_overrides({"pac.dynamic": None}) if c.pac_static
+                                    else arch)
     prev: Path | None = None
     for si, (name, mode, trim, epochs, lr) in enumerate(c.stage_list()):
         ck = out / f"{name}.pt"

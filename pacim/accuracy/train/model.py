@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pac import PacConfig, pac_conv2d, pac_linear
+from ...workloads.onnx import MacroConfig
+from .pac import pac_conv2d, pac_linear
 from .quant import PACT, fq_conv2d, fq_linear
 
 LAYER_MODES = ("float", "qat", "nat", "pac")
@@ -34,7 +35,7 @@ class LayerMode:
 
     mode: str = "float"
     trim_noise: float = 0.0  # percent, for nat
-    pac: PacConfig = field(default_factory=PacConfig)
+    pac: MacroConfig = field(default_factory=MacroConfig)
     cycles: list[tuple[int, float]] = field(default_factory=list)  # (outputs, mean) in pac mode
 
 
@@ -139,7 +140,7 @@ class PacResNet18(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def set_mode(self, mode: str, *, trim_noise: float = 0.0,
-                 pac: PacConfig | None = None) -> None:
+                 pac: MacroConfig | None = None) -> None:
         """Mode of every macro layer: float, qat, nat (with trim_noise %) or pac."""
         if mode not in LAYER_MODES:
             raise ValueError(f"mode must be one of {', '.join(LAYER_MODES)}, got {mode!r}")

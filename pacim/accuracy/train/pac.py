@@ -31,31 +31,18 @@ from ...macro.core import (
     dynamic_digital_sets,
     pair_weights,
 )
+from ...workloads.onnx import MacroConfig
 from .quant import QParams, codes, fq_conv2d, fq_linear, qparams
 
+DEFAULT_CONFIG = MacroConfig()  # 8b/8b, operand 4, pac, static
 
-@dataclass(frozen=True)
-class PacConfig:
-    """The macro configuration a PAC layer runs with (as `pacim.workloads.onnx.MacroConfig`)."""
 
-    xbit: int = 8
-    wbit: int = 8
-    operand: int = 4
-    approx: str = "pac"
-    dynamic: tuple[float, float, float] | None = None
-
-    def __post_init__(self) -> None:
-        check_operand(self.operand, self.xbit, self.wbit)
-        check_approx(self.approx)
-        check_dynamic(self.dynamic, self.xbit, self.wbit, self.operand)
-
-    @classmethod
-    def of(cls, cfg: object) -> PacConfig:
-        """From an Arch or a MacroConfig (fields xbit, wbit, operand, approx, dynamic)."""
-        from ...workloads.onnx import MacroConfig
-
-        m = cfg if isinstance(cfg, MacroConfig) else MacroConfig.from_arch(cfg)
-        return cls(m.xbit, m.wbit, m.operand, m.approx, m.dynamic)
+def check_config(cfg: MacroConfig) -> MacroConfig:
+    """The macro configuration (`pacim.workloads.onnx.MacroConfig`), validated."""
+    check_operand(cfg.operand, cfg.xbit, cfg.wbit)
+    check_approx(cfg.approx)
+    check_dynamic(cfg.dynamic, cfg.xbit, cfg.wbit, cfg.operand)
+    return cfg
 
 
 def _planes(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -72,7 +59,7 @@ def _pow2(bits: int, like: torch.Tensor) -> torch.Tensor:
                        torch.arange(bits, device=like.device))
 
 
-def _approx(nd: np.ndarray, cfg: PacConfig, sx: torch.Tensor, sw: torch.Tensor,
+def _approx(nd: np.ndarray, cfg: MacroConfig, sx: torch.Tensor, sw: torch.Tensor,
             n: int) -> torch.Tensor | float:
     """Sum over the pairs nd (wbit, xbit) of 2^(i+j) * term; sx (..., xbit), sw (K, wbit)."""
     if cfg.approx == "truncate" or not nd.any():
@@ -84,7 +71,7 @@ def _approx(nd: np.ndarray, cfg: PacConfig, sx: torch.Tensor, sw: torch.Tensor,
     return (sx @ ct) @ sw.T / n  # (..., K), the numpy macro's association
 
 
-def _mac(xmsb_conv: torch.Tensor, sx: torch.Tensor, sw: torch.Tensor, n: int, cfg: PacConfig,
+def _mac(xmsb_conv: torch.Tensor, sx: torch.Tensor, sw: torch.Tensor, n: int, cfg: MacroConfig,
          moved_exact: dict[tuple[int, int], torch.Tensor] | None,
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer-domain MAC (..., K) and digital cycles per row (...): rows on the last axis."""
@@ -112,7 +99,7 @@ def _mac(xmsb_conv: torch.Tensor, sx: torch.Tensor, sw: torch.Tensor, n: int, cf
     return mac, cycles
 
 
-def _moved_pairs(cfg: PacConfig) -> list[tuple[int, int]]:
+def _moved_pairs(cfg: MacroConfig) -> list[tuple[int, int]]:
     """(weight plane i, activation plane j) pairs any dynamic level moves out of D."""
     if cfg.dynamic is None:
         return []
@@ -151,7 +138,7 @@ class PacOut:
 
 
 def pac_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
-               stride: int = 1, padding: int = 0, cfg: PacConfig = PacConfig(),
+               stride: int = 1, padding: int = 0, cfg: MacroConfig = DEFAULT_CONFIG,
                per_sample: bool = True) -> PacOut:
     """Conv (B, C, H, W) * (K, C, kh, kw) through the PAC macro; y is (B, K, Ho, Wo).
 
@@ -195,10 +182,11 @@ def pac_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
 
 
 def pac_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
-               cfg: PacConfig = PacConfig(), per_sample: bool = True) -> PacOut:
+               cfg: MacroConfig = DEFAULT_CONFIG, per_sample: bool = True) -> PacOut:
     """x (B, N) @ w (K, N).T through the PAC macro (static: dynamic is a conv feature)."""
+    check_config(cfg)
     if cfg.dynamic is not None:
-        cfg = PacConfig(cfg.xbit, cfg.wbit, cfg.operand, cfg.approx, None)
+        cfg = MacroConfig(cfg.xbit, cfg.wbit, cfg.operand, cfg.approx, None)
     px, pw = qparams(x, cfg.xbit, per_sample), qparams(w, cfg.wbit)
     n = x.shape[1]
     with torch.no_grad():
