@@ -42,7 +42,7 @@ def table_columns(arch: Arch) -> dict[str, Column]:
 
 
 def accuracy_row(model: str | Path, data: str | Path = "fashion-mnist", *,
-                 arch: Arch | str = "pacim_65nm", limit: int | None = None, batch: int = 50,
+                 arch: Arch | str = "pacim_65nm", limit: int | None = None, batch: int = 100,
                  columns: tuple[str, ...] = COLUMNS, progress: Any = None) -> dict[str, Any]:
     """One row of the table: top-1, agreement with float and s/image per column."""
     arch = arch if isinstance(arch, Arch) else load_arch(arch)
