@@ -25,6 +25,7 @@ BENCHES = [
     ("bench_simulate", True),
     ("bench_sched", True),
     ("bench_energy", True),
+    ("bench_area", True),
     ("bench_results", True),
     ("bench_error", True),
     ("bench_sweep", True),

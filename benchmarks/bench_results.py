@@ -36,6 +36,8 @@ FIGURES = (
     "bit_serial_cycles.reduction",
     "digital_cycles_mean",
     "accuracy.sqnr_db",
+    "area_mm2",
+    "tops_per_mm2",
 )
 
 # Relative tolerance per figure. Counts and energies are deterministic functions of the integer
@@ -52,6 +54,8 @@ TOLERANCE = {
     "bit_serial_cycles.reduction": 1e-3,
     "digital_cycles_mean": 1e-3,
     "accuracy.sqnr_db": 1e-3,
+    "area_mm2": 1e-9,  # geometry x table: no data dependence
+    "tops_per_mm2": 1e-3,  # follows throughput, hence cycles
 }
 
 

@@ -1,4 +1,7 @@
-"""Issue 4: scheduler speed on ResNet-18 and the PACiM vs D-CiM cycle and memory figures."""
+"""Issue 4: scheduler speed on ResNet-18 and the PACiM vs D-CiM cycle and memory figures.
+Issue 15: steady-state extrapolation (llm-layer at 4096 tokens, extrapolated vs every event
+simulated, same counts) and work that does not grow with the events (10^6 tokens, a
+10^9-channel conv), as ratios to the resnet18 schedule timed in the same run."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from benchmarks.common import BenchResult, Check, best_of
 from pacim.arch import load_arch
 from pacim.sched import schedule, summarize
 from pacim.workloads import load_workload
-from pacim.workloads.ir import Workload
+from pacim.workloads.ir import Workload, conv_layer
 from pacim.workloads.resnet import build_resnet18, resnet18_forward
 
 
@@ -36,15 +39,27 @@ def run(quick: bool = False) -> BenchResult:
     schedule(pacim, wl)  # warm imports / numpy paths
     data_wl = load_workload("resnet18")
     x = data_wl.layers[0].x
+    llm4k = load_workload("llm-layer", data=False, tokens=4096)
+    llm1m = load_workload("llm-layer", data=False, tokens=10**6)
+    huge = Workload("huge", (conv_layer("c", (1, 10**9, 32, 32), 64, 3, 1, 1),))
     t = best_of(
         {
             "numpy_forward": lambda: resnet18_forward(data_wl, x),
             "pacim": lambda: schedule(pacim, wl, cache=False),
             "dcim": lambda: schedule(dcim, wl, cache=False),
             "pacim_x2": lambda: schedule(pacim, wl2, cache=False),
+            "llm4k_full": lambda: schedule(pacim, llm4k, cache=False, steady=False),
+            "llm4k": lambda: schedule(pacim, llm4k, cache=False),
+            "llm1m": lambda: schedule(pacim, llm1m, cache=False),
+            "huge": lambda: schedule(pacim, huge, cache=False),
         },
         repeat=3 if quick else 7,
     )
+    full = schedule(pacim, llm4k, cache=False, steady=False)
+    ext = schedule(pacim, llm4k, cache=False)
+    differ = sum(a.to_dict() | {"simulated_events": 0} != b.to_dict() | {"simulated_events": 0}
+                 for a, b in zip(full, ext, strict=True))
+    c1m, ch = schedule(pacim, llm1m, cache=False), schedule(pacim, huge, cache=False)
     s_p, s_d = summarize(schedule(pacim, wl)), summarize(schedule(dcim, wl))
     s_s = summarize(schedule(static, wl))
     s_sa = summarize(schedule(static_all, resnet18(first_exact=False)))
@@ -74,6 +89,17 @@ def run(quick: bool = False) -> BenchResult:
         "bank_buffer_reduction": 1 - _mem(s_p, "bank_buffer") / _mem(s_d, "bank_buffer"),
         "stalls_pacim": s_p["stall_cycles"],
         "stalls_dcim": s_d["stall_cycles"],
+        "llm4k_events": sum(c.events for c in full),
+        "llm4k_simulated_events": sum(c.simulated_events for c in ext),
+        "llm4k_full_s": t["llm4k_full"],
+        "llm4k_steady_s": t["llm4k"],
+        "llm4k_steady_speedup": t["llm4k_full"] / t["llm4k"],
+        "llm1m_events": sum(c.events for c in c1m),
+        "llm1m_simulated_events": sum(c.simulated_events for c in c1m),
+        "llm1m_s": t["llm1m"],
+        "conv_1e9_channels_events": ch[0].events,
+        "conv_1e9_channels_simulated_events": ch[0].simulated_events,
+        "conv_1e9_channels_s": t["huge"],
     }
     res.checks = [
         # target <= 1 s warm; as a ratio to the numpy forward of resnet18 (0.21 s on a quiet
@@ -86,5 +112,14 @@ def run(quick: bool = False) -> BenchResult:
               s_p["bit_serial_cycles"]["reduction"] - s_s["bit_serial_cycles"]["reduction"],
               ">=", 0.0),
         Check("memory-access reduction", 1 - _mem(s_p) / _mem(s_d), ">=", 0.3),
+        Check("llm-layer 4096 tokens: layers differing, extrapolated vs full", differ, "<=", 0),
+        # the issue-15 target: faster where extrapolation applies (7.4x here, 7.6e5 events)
+        Check("llm-layer 4096 tokens: full / extrapolated time", t["llm4k_full"] / t["llm4k"],
+              ">=", 3.0),
+        # 1.9e8 events (10^6 tokens) and 3.5e8 (10^9 channels) cost what a few 10^4 events do:
+        # 7.9x and 0.46x resnet18's 7.4e3 events here; every event would be 5e4x
+        Check("llm-layer 10^6 tokens / resnet18 schedule time", t["llm1m"] / t["pacim"],
+              "<=", 25.0),
+        Check("10^9-channel conv / resnet18 schedule time", t["huge"] / t["pacim"], "<=", 25.0),
     ]
     return res

@@ -7,29 +7,49 @@ the reason. Energy numbers are data (with their source), never constants in code
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError, PacimError
+from .config_io import apply_overrides, read_yaml
+from .config_io import parse_assignment as parse_assignment  # re-exported: arch's API
+from .config_io import parse_value as parse_value
+from .config_io import split_assignment as split_assignment
+from .errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every float of the chip is finite: inf / nan are rejected naming the field
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Upper bounds far beyond any real chip: they keep products of the counts finite (a value that
+# overflows float64 would turn into inf energy and a silent TOPS/W of 0).
+# Lower bounds keep divisions finite (a rate of 1e-300 per cycle would overflow the cycle count).
+MAX_PJ = 1e6  # per event or per bit, pJ (DRAM is ~10 pJ/bit); also leakage, mW
+MIN_PJ = 1e-9  # pJ: below kT ln 2 at 300 K (2.9e-9 pJ), the least any bit operation costs
+MIN_FREQ_MHZ, MAX_FREQ_MHZ = 1e-3, 1e6  # 1 kHz .. 1 THz (also the clock at the operating vdd)
+MIN_VDD = 0.05  # V
+MIN_KIB, MAX_KIB = 1 / 1024, float(1 << 40)  # 1 byte .. 1 PiB
+MIN_RATE, MAX_RATE = 1e-3, 1e9  # PAC engine / encoder throughput per cycle
+MIN_NODE_NM, MAX_NODE_NM = 0.1, 1e4  # process node (area scales with its square)
+MIN_UM2, MAX_UM2 = 1e-6, 1e12  # area per unit: a 1 nm x 1 nm square .. 1 m^2
+MAX_FACTOR = 1e3  # area factors (periphery overhead, bank scale)
 
 
 class Technology(_Strict):
     """Process and operating point. Frequency follows the alpha-power law f ~ (V - Vth)^a / V."""
 
-    node_nm: float = Field(65, gt=0, description="process node in nm")
-    vdd: float = Field(1.0, gt=0, le=5, description="supply voltage in V (the operating point)")
-    vdd_nom: float = Field(1.0, gt=0, le=5, description="voltage of the energy table and freq")
-    freq_mhz: float = Field(200.0, gt=0, description="clock at vdd_nom, in MHz")
-    vth: float = Field(0.4, ge=0, description="threshold voltage of the alpha-power law, V")
+    node_nm: float = Field(65, ge=MIN_NODE_NM, le=MAX_NODE_NM, description="process node in nm")
+    vdd: float = Field(1.0, ge=MIN_VDD, le=5,
+                       description="supply voltage in V (the operating point)")
+    vdd_nom: float = Field(1.0, ge=MIN_VDD, le=5,
+                           description="voltage of the energy table and freq")
+    freq_mhz: float = Field(200.0, ge=MIN_FREQ_MHZ, le=MAX_FREQ_MHZ,
+                            description="clock at vdd_nom, in MHz")
+    vth: float = Field(0.4, ge=0, le=5, description="threshold voltage of the alpha-power law, V")
     alpha: float = Field(1.3, ge=1, le=2.5, description="velocity-saturation index of the law")
 
     @model_validator(mode="after")
@@ -37,6 +57,11 @@ class Technology(_Strict):
         if self.vdd <= self.vth or self.vdd_nom <= self.vth:
             raise ValueError(f"vdd ({self.vdd}) and vdd_nom ({self.vdd_nom}) must exceed "
                              f"vth ({self.vth})")
+        f_mhz = self.freq_hz / 1e6
+        if not MIN_FREQ_MHZ <= f_mhz <= MAX_FREQ_MHZ:
+            raise ValueError(f"the clock at vdd {self.vdd} V is {f_mhz:.3g} MHz (alpha-power law "
+                             f"from {self.freq_mhz:g} MHz at vdd_nom {self.vdd_nom} V), outside "
+                             f"{MIN_FREQ_MHZ:g}..{MAX_FREQ_MHZ:g} MHz: vdd too close to vth?")
         return self
 
     @property
@@ -99,10 +124,12 @@ class Pac(_Strict):
         "vector", description="plane counts over the whole dot product, or per bank-row segment"
     )
     engine_ops_per_cycle: float = Field(
-        64, gt=0, description="PAC engine throughput: approximated pair terms per cycle"
+        64, ge=MIN_RATE, le=MAX_RATE,
+        description="PAC engine throughput: approximated pair terms per cycle",
     )
     encoder_bits_per_cycle: float = Field(
-        256, gt=0, description="sparsity encoder throughput: activation bits counted per cycle"
+        256, ge=MIN_RATE, le=MAX_RATE,
+        description="sparsity encoder throughput: activation bits counted per cycle",
     )
     first_layer_exact: bool = Field(True, description="run the first conv exactly (PACiM)")
 
@@ -113,10 +140,10 @@ MemoryName = Literal["main", "global_buffer", "bank_buffer"]
 class MemoryLevel(_Strict):
     """One memory level: capacity, bus width, per-bit access energy (at vdd_nom)."""
 
-    size_kib: float = Field(gt=0)
+    size_kib: float = Field(ge=MIN_KIB, le=MAX_KIB)
     bus_bits: int = Field(gt=0, le=1 << 20, description="bits per cycle across this level's bus")
-    read_pj_per_bit: float = Field(ge=0)
-    write_pj_per_bit: float = Field(ge=0)
+    read_pj_per_bit: float = Field(ge=MIN_PJ, le=MAX_PJ)
+    write_pj_per_bit: float = Field(ge=MIN_PJ, le=MAX_PJ)
     scales_with_vdd: bool = Field(True, description="False for off-chip memory (own supply)")
     source: str = ""
 
@@ -137,13 +164,14 @@ class Memory(_Strict):
 class EnergyEntry(_Strict):
     """One energy-table value (pJ per event at vdd_nom, or mW for leakage) with its source."""
 
-    value: float = Field(ge=0)
+    value: float = Field(ge=MIN_PJ, le=MAX_PJ, description="> 0: an event always costs energy; "
+                         "a component the chip lacks is left out of the table (null)")
     source: str = ""
     calibrated: bool = False
 
 
 class EnergyTable(_Strict):
-    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy.py for their use."""
+    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy/ for their use."""
 
     and_gate: EnergyEntry | None = None  # D-CiM: one 1b x 1b AND in a bit-cell
     full_adder: EnergyEntry | None = None  # one full-adder operation in the column adder tree
@@ -158,6 +186,65 @@ class EnergyTable(_Strict):
     leakage_mw: EnergyEntry | None = None  # static power at vdd_nom, mW
 
 
+class AreaEntry(_Strict):
+    """One area-table value (um^2 per unit at area.node_nm) with its source."""
+
+    value: float = Field(ge=MIN_UM2, le=MAX_UM2, description="> 0: a unit always takes area; "
+                         "a component the chip lacks is left out of the table (null)")
+    source: str = ""
+    calibrated: bool = False
+
+
+class AreaOverhead(AreaEntry):
+    """An area fraction added to the bank logic (0: none)."""
+
+    value: float = Field(ge=0, le=MAX_FACTOR)
+
+
+class AreaScale(AreaEntry):
+    """A factor on every bank component (1e-3 .. 1e3)."""
+
+    value: float = Field(ge=1 / MAX_FACTOR, le=MAX_FACTOR)
+
+
+class BufferAreas(_Strict):
+    """Area per KiB of each memory level, by level (um^2/KiB at area.node_nm).
+
+    A level without an entry is not on the die (main memory is off-chip by default)."""
+
+    main: AreaEntry | None = None
+    global_buffer: AreaEntry | None = None
+    bank_buffer: AreaEntry | None = None  # per KiB; every bank has memory.bank_buffer.size_kib
+
+
+class AreaTable(_Strict):
+    """Per-unit silicon areas (um^2 at node_nm) and the geometry they need (pacim/energy/area.py).
+
+    Areas scale to technology.node_nm by (technology.node_nm / node_nm)^2."""
+
+    node_nm: float = Field(65, ge=MIN_NODE_NM, le=MAX_NODE_NM, description="node of the table, nm")
+    bitcell: AreaEntry | None = None  # one weight bit-cell of a bank (with its compute port)
+    full_adder: AreaEntry | None = None  # one full adder of a D-CiM column adder tree
+    accumulator_bit: AreaEntry | None = None  # one bit of a column shift-accumulator
+    adc: AreaEntry | None = None  # one column ADC (bp_bs)
+    driver: AreaEntry | None = None  # one row/column line driver (DAC, precharge, write)
+    pac_unit: AreaEntry | None = None  # one PAC-engine count-product unit
+    encoder_lane: AreaEntry | None = None  # sparsity encoder, per activation bit per cycle
+    count_bit: AreaEntry | None = None  # one stored bit of a weight-plane column count S_w
+    datapath: AreaEntry | None = None  # near-memory datapath, per macro output
+    input_gating: AreaEntry | None = None  # input zero-gating (sparsity controller), per row
+    buffers: BufferAreas = BufferAreas()
+    periphery_overhead: AreaOverhead | None = None  # bank decoders/drivers/control, x bank logic
+    bank_scale: AreaScale | None = None  # one common factor on every bank component
+    columns_per_adc: int = Field(1, ge=1, le=65536, description="bp_bs columns per ADC")
+    count_bits: int = Field(13, ge=1, le=64, description="bits of one stored count S_w")
+    weight_planes: int | None = Field(
+        None, ge=1, le=16,
+        description="weight bit-planes a bank stores per row x column (bit_serial); null: "
+        "wbit when any layer can run exact, else min(pac.operand, wbit)",
+    )
+
+
 class Arch(_Strict):
     """A whole chip."""
 
@@ -168,6 +255,7 @@ class Arch(_Strict):
     pac: Pac = Pac()
     memory: Memory
     energy: EnergyTable = EnergyTable()
+    area: AreaTable | None = None  # silicon area table; None: no area figures
 
     @model_validator(mode="after")
     def _consistent(self) -> Arch:
@@ -185,6 +273,14 @@ class Arch(_Strict):
                                  f" got xbit={m.xbit}, wbit={m.wbit}, operand={p.operand}")
         if m.kind == "bp_bs" and m.wbit > m.cols:
             raise ValueError(f"bp_bs needs wbit ({m.wbit}) <= macro.cols ({m.cols})")
+        return self
+
+    @model_validator(mode="after")
+    def _area_planes(self) -> Arch:
+        a = self.area
+        if a is not None and a.weight_planes is not None and a.weight_planes > self.macro.wbit:
+            raise ValueError(f"area.weight_planes ({a.weight_planes}) exceeds macro.wbit "
+                             f"({self.macro.wbit})")
         return self
 
     # --- what the macro computes -------------------------------------------------------
@@ -209,58 +305,20 @@ class Arch(_Strict):
         return _validate(apply_overrides(self.to_dict(), overrides), origin="overrides")
 
 
-def parse_value(text: str) -> Any:
-    """Parse an override value as YAML ('3' -> 3, 'null' -> None, '[1,2]' -> list)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def split_assignment(item: str, what: str = "override", form: str = "key.path=value"
-                     ) -> tuple[str, str]:
-    """'a.b.c=text' -> ('a.b.c', 'text'), or a ConfigError naming `what` and the form."""
-    if "=" not in item:
-        raise ConfigError(f"{what} {item!r} must look like {form}")
-    key, _, val = item.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"{what} {item!r} has an empty key")
-    return key, val.strip()
-
-
-def parse_assignment(item: str) -> tuple[str, Any]:
-    """'a.b.c=value' -> ('a.b.c', parsed value)."""
-    key, val = split_assignment(item)
-    return key, parse_value(val)
-
-
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (copy); creating intermediate mappings as needed."""
-    out = copy.deepcopy(data)
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return out
-
-
 def _format_error(err: ValidationError, origin: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
+        value = e.get("input")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
+        elif e["type"] == "finite_number":
+            msg = f"not a finite number (got {value!r})"
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            msg = f"{msg} (got {value!r})"  # a string too: YAML reads 1e-3 as '1e-3'
         lines.append(f"{origin}: {loc}: {msg}")
     return "; ".join(lines)
 
@@ -272,22 +330,6 @@ def _validate(data: Any, origin: str) -> Arch:
         return Arch.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_error(e, origin)) from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file, turning I/O and syntax problems into one-line errors."""
-    p = Path(path)
-    if not p.is_file():
-        raise PacimError(f"{p}: no such file")
-    try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None
-    except OSError as e:
-        raise PacimError(f"{p}: cannot read: {e.strerror}") from None
 
 
 # shipped chips are package data; the repository's ./arch_configs is a link to this folder

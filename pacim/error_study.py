@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .macro.core import approx_term, digital_set, macro_mac, pair_weights
+from .macro.core import approx_term, digital_set, pair_weights
+from .macro.engine import compute
 from .pipeline import layer_operands
 from .workloads.ir import Layer, Workload
 
@@ -38,17 +39,15 @@ def hypergeometric_std(sx: np.ndarray, sw: np.ndarray, n: int, nd: np.ndarray) -
 def study_layer(layer: Layer, operands: Sequence[int], xbit: int = 8, wbit: int = 8
                 ) -> dict[str, Any]:
     """Error figures of one layer for every operand and approximation method."""
-    ops = layer_operands(layer, xbit, wbit)
-    qx, qw, sx, sw, n = ops.cols, ops.w_codes, ops.x_counts, ops.w_counts, ops.n
+    act, pw = layer_operands(layer, xbit, wbit)
+    sx, sw, n = act.window_counts(), pw.counts, act.n
     full = max(xbit, wbit)
-    exact = macro_mac(qx, qw, xbit=xbit, wbit=wbit, operand=full, approx="truncate",
-                      x_counts=sx, w_counts=sw).mac
+    exact = compute(act, pw, operand=full, approx="truncate").mac()
     ref_sq = float(np.sum(exact * exact))
     out: dict[str, Any] = {"name": layer.name, "kind": layer.kind, "n": n,
                            "outputs": int(exact.size), "operands": {}}
     for op in operands:
-        digital = macro_mac(qx, qw, xbit=xbit, wbit=wbit, operand=op, approx="truncate",
-                            x_counts=sx, w_counts=sw).mac
+        digital = compute(act, pw, operand=op, approx="truncate").mac()
         nd = ~digital_set(xbit, wbit, op)
         per: dict[str, Any] = {}
         for ap in APPROXES:

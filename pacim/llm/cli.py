@@ -20,14 +20,19 @@ class LLMError(click.ClickException):
 
 
 def _modes(value: str) -> tuple[str, ...]:
-    from pacim.llm.insertquant import MODES  # noqa: PLC0415
+    from pacim.llm.insertquant import ABLATION_MODES, MODES  # noqa: PLC0415
 
-    modes = tuple(m.strip() for m in value.split(",") if m.strip())
+    modes: list[str] = []
+    for m in (m.strip() for m in value.split(",")):
+        if m == "ablation":  # shorthand: quarot-rtn and every INSERTQUANT level
+            modes += [a for a in ABLATION_MODES if a not in modes]
+        elif m and m not in modes:
+            modes.append(m)
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise click.BadParameter(f"unknown mode(s) {', '.join(bad) or '(none)'}; "
-                                 f"choose from {','.join(MODES)}")  # fmt: skip
-    return modes
+                                 f"choose from {','.join(MODES)} or ablation")  # fmt: skip
+    return tuple(modes)
 
 
 @click.group("llm")
@@ -38,16 +43,24 @@ def llm_group() -> None:
 @llm_group.command("eval")
 @click.option("--model", default="smollm2-135m", show_default=True,
               help="smollm2-135m (downloaded once) or a path to a Llama-family .gguf")
-@click.option("--modes", "modes_s", default="fp,naive,insertquant,insertquant+pac",
-              show_default=True, help="comma-separated: fp, naive, insertquant, insertquant+pac")
-@click.option("--bits", default=8, show_default=True, type=click.IntRange(1, 16),
-              help="activation bits")
-@click.option("--wbits", default=8, show_default=True, type=click.IntRange(1, 16),
-              help="weight bits")
+@click.option("--modes", "modes_s", default="fp,rtn,quarot-rtn,prefixquant,insertquant",
+              show_default=True,
+              help="comma-separated: fp, rtn, quarot-rtn, prefixquant, insertquant, "
+                   "insertquant:{detect,clamp,insert,restore}, insertquant-fp, prefixquant-fp, "
+                   "insertquant-norm, naive (= rtn), any quantized mode + '+pac', or 'ablation'")
+@click.option("--setting", default="w8a8", show_default=True,
+              help="quantization setting: w4a4skv4, w4a8skv8, w8a8skv8, w8a8, or "
+                   "w<B>a<B>[skv<B>|gkv<B>][:wc|wt,sym|asym,rot|norot,g<N>] (docs/LLM.md)")
+@click.option("--bits", default=None, type=click.IntRange(1, 16),
+              help="activation bits [default: the setting's]")
+@click.option("--wbits", default=None, type=click.IntRange(1, 16),
+              help="weight bits [default: the setting's]")
 @click.option("--operand", default=4, show_default=True, type=click.IntRange(1, 16),
               help="PAC operand (digital MSB planes) for insertquant+pac")
 @click.option("--text", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="evaluation text file [default: shipped eval.txt]")
+              help="evaluation text file, or debian-handbook (The Debian Administrator's "
+                   "Handbook, GPL-2.0+ or CC-BY-SA-3.0, fetched once from Debian's package) "
+                   "[default: shipped eval.txt]")
 @click.option("--calib", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="calibration text file [default: shipped calib.txt]")
 @click.option("--tokens", default=1024, show_default=True, type=click.IntRange(0),
@@ -55,28 +68,36 @@ def llm_group() -> None:
 @click.option("--ctx", default=512, show_default=True, type=click.IntRange(2),
               help="context window (tokens)")
 @click.option("--calib-tokens", default=1024, show_default=True, type=click.IntRange(2))
-@click.option("--eta", default=64.0, show_default=True, type=float,
-              help="spike threshold: token max / median token max")
-@click.option("--rotation", default=DEFAULT_ROTATION, show_default=True,
-              type=click.Choice(list(ROTATIONS)),
-              help="insertquant's online block-Hadamard rotation of the quantized inputs "
-                   "(none: INSERTQUANT as in the paper)")
+@click.option("--eta", "--alpha", "eta", default=64.0, show_default=True, type=float,
+              help="sink threshold alpha_0: token max / median token max at the birth layer")
+@click.option("--alpha1", default=None, type=float,
+              help="sink threshold one layer after the birth [default: --alpha]")
+@click.option("--rotation", default=None, type=click.Choice(list(ROTATIONS)),
+              help="the block-Hadamard rotation of every rotating method (all but rtn) "
+                   f"[default: the setting's, {DEFAULT_ROTATION}]")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="write the full result as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar, no per-layer table")
 def eval_cmd(
-    model: str, modes_s: str, bits: int, wbits: int, operand: int, text: Path | None,
-    calib: Path | None, tokens: int, ctx: int, calib_tokens: int, eta: float,
-    rotation: str, json_out: Path | None, quiet: bool,
+    model: str, modes_s: str, setting: str, bits: int | None, wbits: int | None, operand: int,
+    text: Path | None, calib: Path | None, tokens: int, ctx: int, calib_tokens: int,
+    eta: float, alpha1: float | None, rotation: str | None, json_out: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
-    """Perplexity per quantization mode and per-layer max/median activation ratios."""
+    """Perplexity per quantization mode and per-layer max/median activation ratios.
+
+    \b
+    pacim llm eval --setting w4a4skv4            # fp, rtn, quarot-rtn, prefixquant, insertquant
+    pacim llm eval --setting w8a8skv8 --modes fp,ablation
+    pacim llm eval --setting w8a8 --modes fp,insertquant,insertquant+pac --operand 7
+    """
     try:
         from pacim.llm.eval import EvalConfig, evaluate, format_report  # noqa: PLC0415
 
         cfg = EvalConfig(
-            model=model, modes=_modes(modes_s), bits=bits, wbits=wbits, operand=operand,
-            text=str(text) if text else None, calib=str(calib) if calib else None,
-            tokens=tokens, ctx=ctx, calib_tokens=calib_tokens, eta=eta, rotation=rotation,
+            model=model, modes=_modes(modes_s), setting=setting, bits=bits, wbits=wbits,
+            operand=operand, text=str(text) if text else None,
+            calib=str(calib) if calib else None, tokens=tokens, ctx=ctx,
+            calib_tokens=calib_tokens, eta=eta, alpha1=alpha1, rotation=rotation,
         )  # fmt: skip
         res = _run(cfg, evaluate, quiet)
         click.echo(format_report(res, per_layer=not quiet))

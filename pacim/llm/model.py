@@ -23,7 +23,7 @@ are all implemented as Hooks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,7 @@ class Block:
     ffn_norm: np.ndarray
     fused: dict[str, np.ndarray]
     linears: dict[str, np.ndarray]  # views into fused, (out, in)
+    norms: dict[str, np.ndarray] = field(default_factory=dict)  # Gemma 3: q/k and post norms
 
 
 class Hooks:
@@ -82,6 +83,16 @@ class Hooks:
         """The site's linears on x: (rows, sum of outs), columns in SITE_LINEARS order."""
         return x @ self.model.blocks[layer].fused[site].T
 
+    def attention_inputs(
+        self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The attention BMM inputs (T, heads, head_dim), K and Q after RoPE: the KV-cache hook.
+
+        Quantizers replace K and V by their decoded KV-cache codes here; INSERTQUANT inserts its
+        sink-token templates here.
+        """
+        return q, k, v
+
     def on_output(self, layer: int, site: str, y: np.ndarray) -> np.ndarray:
         """A site's output, (rows, sum of outs)."""
         return y
@@ -101,6 +112,15 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
 def silu(x: np.ndarray) -> np.ndarray:
     """x * sigmoid(x)."""
     return x / (1.0 + np.exp(-x))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (Gemma's GeGLU gate)."""
+    return 0.5 * x * (1.0 + np.tanh(np.float32(0.7978845608028654) * (x + 0.044715 * x**3)))
+
+
+GATES = {"silu": silu, "gelu_tanh": gelu_tanh}
+_OPTIONAL_NORMS = ("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm")
 
 
 class LlamaModel:
@@ -128,40 +148,66 @@ class LlamaModel:
                     r0 += w.shape[0]
             for n in LINEARS:  # drop the unfused copies (keep views only)
                 t.pop(f"blk.{i}.{n}.weight", None)
+            norms = {n: t[f"blk.{i}.{n}.weight"] for n in _OPTIONAL_NORMS
+                     if f"blk.{i}.{n}.weight" in t}  # fmt: skip
             self.blocks.append(
-                Block(t[f"blk.{i}.attn_norm.weight"], t[f"blk.{i}.ffn_norm.weight"], fused, views)
+                Block(t[f"blk.{i}.attn_norm.weight"], t[f"blk.{i}.ffn_norm.weight"], fused, views,
+                      norms)  # fmt: skip
             )
         rd = cfg.rope_dim
-        inv = cfg.rope_theta ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)
-        if "rope_freqs.weight" in t:  # Llama 3.x long-context factors divide the frequencies
-            inv = inv / t["rope_freqs.weight"].astype(np.float64)[: rd // 2]
-        self.inv_freq = inv
-        self._rope_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.inv_freq: dict[bool, np.ndarray] = {}
+        for local in (False, True):
+            theta = cfg.rope_theta_local if local and cfg.rope_theta_local else cfg.rope_theta
+            inv = theta ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)
+            if "rope_freqs.weight" in t:  # Llama 3.x long-context factors divide the frequencies
+                inv = inv / t["rope_freqs.weight"].astype(np.float64)[: rd // 2]
+            self.inv_freq[local] = inv
+        self._rope_cache: dict[bool, tuple[int, np.ndarray, np.ndarray]] = {}
+        self.gate = GATES[cfg.act]
 
     # ---- pieces -------------------------------------------------------------------------
-    def _rope_tables(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        c = self._rope_cache
+    def _rope_tables(self, n: int, layer: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        local = self.config.local(layer)
+        c = self._rope_cache.get(local)
         if c is None or c[0] < n:
-            ang = np.arange(max(n, 64), dtype=np.float64)[:, None] * self.inv_freq[None, :]
+            ang = np.arange(max(n, 64), dtype=np.float64)[:, None] * self.inv_freq[local][None, :]
             c = (max(n, 64), np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32))
-            self._rope_cache = c
+            self._rope_cache[local] = c
         return c[1][:n], c[2][:n]
 
-    def rope(self, x: np.ndarray) -> np.ndarray:
-        """Adjacent-pair rotary embedding of x (T, heads, head_dim), positions 0..T-1."""
-        t = x.shape[0]
+    def _rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
         rd = self.config.rope_dim
-        cos, sin = self._rope_tables(t)
-        cos, sin = cos[:, None, :], sin[:, None, :]
-        out = x.copy()
-        x0 = x[..., 0:rd:2]
-        x1 = x[..., 1:rd:2]
-        out[..., 0:rd:2] = x0 * cos - x1 * sin
-        out[..., 1:rd:2] = x0 * sin + x1 * cos
+        out = x.astype(np.float32, copy=True)
+        if self.config.rope_neox:  # rotate-half: pairs (i, i + rd/2)
+            x0, x1 = x[..., : rd // 2], x[..., rd // 2 : rd]
+            out[..., : rd // 2] = x0 * cos - x1 * sin
+            out[..., rd // 2 : rd] = x0 * sin + x1 * cos
+        else:  # llama.cpp's permuted Q/K rows: adjacent pairs (2i, 2i + 1)
+            x0, x1 = x[..., 0:rd:2], x[..., 1:rd:2]
+            out[..., 0:rd:2] = x0 * cos - x1 * sin
+            out[..., 1:rd:2] = x0 * sin + x1 * cos
         return out
 
-    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Causal grouped-query attention: q (T, H, D), k/v (T, Hkv, D) -> (T, H*D)."""
+    def rope(self, x: np.ndarray, layer: int = 0) -> np.ndarray:
+        """Rotary embedding of x (T, heads, head_dim) at positions 0..T-1 (layer: its base)."""
+        cos, sin = self._rope_tables(x.shape[0], layer)
+        return self._rotate(x, cos[:, None, :], sin[:, None, :])
+
+    def rope_at(
+        self, x: np.ndarray, positions: np.ndarray, *, layer: int = 0, inverse: bool = False
+    ) -> np.ndarray:
+        """Rotary embedding of rows x (n, heads, head_dim) at given positions (inverse: undo)."""
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        cos, sin = self._rope_tables(int(pos.max()) + 1 if pos.size else 1, layer)
+        cos, sin = cos[pos][:, None, :], sin[pos][:, None, :]
+        return self._rotate(x, cos, -sin if inverse else sin)
+
+    def attention(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, window: int = 0
+    ) -> np.ndarray:
+        """Causal grouped-query attention: q (T, H, D), k/v (T, Hkv, D) -> (T, H*D).
+
+        ``window`` > 0: a query sees only the last ``window`` positions (sliding window)."""
         t, h, d = q.shape
         hkv = k.shape[1]
         g = h // hkv
@@ -169,6 +215,8 @@ class LlamaModel:
         s = qg @ k.transpose(1, 2, 0)  # (hkv, g*t, t)
         s = s.reshape(hkv, g, t, t) * np.float32(1.0 / np.sqrt(d))
         s += self._causal_mask(t)
+        if window and t > window:
+            s += np.tril(np.full((t, t), -np.inf, dtype=np.float32), -window)
         s -= s.max(axis=-1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
@@ -196,18 +244,28 @@ class LlamaModel:
         t = tokens.size
         hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         h = self.embed[tokens]
+        if cfg.embed_scale != 1.0:
+            h = h * np.float32(cfg.embed_scale)
+        eps = cfg.rms_eps
         for i, b in enumerate(self.blocks):
             h = hk.residual(i, h)
-            a = hk.norm(i, "attn", rms_norm(h, b.attn_norm, cfg.rms_eps))
+            a = hk.norm(i, "attn", rms_norm(h, b.attn_norm, eps))
             qkv = hk.linear(i, "attn_in", a)
-            q = self.rope(qkv[:, : nh * hd].reshape(t, nh, hd))
-            k = self.rope(qkv[:, nh * hd : (nh + nkv) * hd].reshape(t, nkv, hd))
+            q = qkv[:, : nh * hd].reshape(t, nh, hd)
+            k = qkv[:, nh * hd : (nh + nkv) * hd].reshape(t, nkv, hd)
             v = qkv[:, (nh + nkv) * hd :].reshape(t, nkv, hd)
-            h = h + hk.linear(i, "attn_out", self.attention(q, k, v))
-            m = hk.norm(i, "ffn", rms_norm(h, b.ffn_norm, cfg.rms_eps))
+            if cfg.qk_norm:
+                q = rms_norm(q, b.norms["attn_q_norm"], eps)
+                k = rms_norm(k, b.norms["attn_k_norm"], eps)
+            q, k, v = hk.attention_inputs(i, self.rope(q, i), self.rope(k, i), v)
+            window = cfg.sliding_window if cfg.local(i) else 0
+            o = hk.linear(i, "attn_out", self.attention(q, k, v, window))
+            h = h + (rms_norm(o, b.norms["post_attention_norm"], eps) if cfg.post_norms else o)
+            m = hk.norm(i, "ffn", rms_norm(h, b.ffn_norm, eps))
             gu = hk.linear(i, "ffn_in", m)
-            act = silu(gu[:, : cfg.d_ff]) * gu[:, cfg.d_ff :]
-            h = h + hk.linear(i, "ffn_act", act)
+            act = self.gate(gu[:, : cfg.d_ff]) * gu[:, cfg.d_ff :]
+            d = hk.linear(i, "ffn_act", act)
+            h = h + (rms_norm(d, b.norms["post_ffw_norm"], eps) if cfg.post_norms else d)
         h = hk.residual(cfg.n_layers, h)
         hk.end()
         return rms_norm(h, self.out_norm, cfg.rms_eps)

@@ -17,17 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from pacim.errors import PacimError
-from pacim.llm.eval import (
-    EVAL_TEXT,
-    calibration_windows,
-    get_calibration,
-    get_model,
-    get_weights,
-    read_text,
-)
-from pacim.llm.insertquant import QuantHooks
+from pacim.llm.calibration import get_calibration, get_model, get_weights
+from pacim.llm.eval import EVAL_TEXT, calibration_windows, read_text
+from pacim.llm.insertquant import QuantHooks, parse_mode
 from pacim.llm.model import SITE_LINEARS
 from pacim.llm.rotation import DEFAULT_ROTATION
+from pacim.llm.settings import parse_setting
 from pacim.workloads.ir import Layer, Workload, linear_layer, matmul_layer
 
 WEIGHT_BITS = 8
@@ -41,12 +36,15 @@ def smollm2_workload(
     seed: int = 0,
     include_head: bool = True,
     rotation: str = DEFAULT_ROTATION,
+    method: str = "insertquant-norm",
 ) -> Workload:
     """Workload of every linear layer of the model on ``tokens`` evaluation tokens.
 
     ``bits``: activation bits of the INSERTQUANT model the inputs are captured from (weights at
     8 bits). ``seed`` 0 takes the first tokens of the shipped evaluation text; another seed picks
-    a random window of it. ``rotation``: insertquant's input rotation ("hadamard" or "none").
+    a random window of it. ``rotation``: the input rotation ("hadamard" or "none").
+    ``method``: the quantized mode the inputs are captured from, at the per-tensor W8A``bits``
+    setting (default: pacim's first front end, whose numbers docs/WORKLOADS.md quotes).
     """
     if tokens < 2:
         raise PacimError(f"tokens must be >= 2, got {tokens}")
@@ -58,14 +56,20 @@ def smollm2_workload(
         raise PacimError(f"{label} has only {ids.size} tokens, fewer than tokens={tokens}")
     off = 0 if seed == 0 else int(np.random.default_rng(seed).integers(0, ids.size - tokens + 1))
     window = ids[off : off + tokens]
-    calib = get_calibration(model, calibration_windows(tok), eta=64.0, rotation=rotation)
-    weights = get_weights(model, WEIGHT_BITS, rotation)
+    meth = parse_mode(method)
+    if not meth.quantized or meth.base == "prefixquant" or meth.pac:
+        raise PacimError(f"the workload captures inputs of a quantized mode without a prefix or "
+                         f"the macro, not {method!r}")  # fmt: skip
+    setting = parse_setting(f"w{WEIGHT_BITS}a{bits}", rotation=rotation)
+    calib = get_calibration(model, calibration_windows(tok), setting)
+    rot = calib.rotation if meth.rotated else "none"
+    weights = get_weights(model, setting, rot)
     captured: dict[tuple[int, str], np.ndarray] = {}
 
     def capture(layer: int, site: str, x: np.ndarray) -> None:
         captured[(layer, site)] = np.ascontiguousarray(x, dtype=np.float32)
 
-    hooks = QuantHooks(calib, weights, "insertquant", bits=bits, capture=capture)
+    hooks = QuantHooks(calib, weights, method, capture=capture)
     hidden = lm.hidden(window, hooks)
     t = int(window.size)
     hd, nh = cfg.head_dim, cfg.n_heads
@@ -106,10 +110,10 @@ def smollm2_workload(
         "text": label,
         "activation_bits": bits,
         "weight_bits": WEIGHT_BITS,
-        "captured_from": "insertquant",
-        "spike_plan": calib.plan.summary(),
+        "captured_from": method,
+        "spike_plan": calib.summary(),
         "spike_tokens": hooks.spike_rows_seen,
-        "rotation": rotation,
+        "rotation": rot,
         "rotation_blocks": {s: r.block for s, r in weights.rotations.items()},
         "rotation_adds": int(rotation_adds),
         "attention": "attn_qk / attn_pv are dense activation x activation products (not mapped)",

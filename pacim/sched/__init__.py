@@ -1,23 +1,28 @@
 """Cycle-level scheduler: weight-stationary mapping, events on banks, buses and engines.
 
-`schedule(arch, workload, stats)` -> one LayerCounts per mapped layer (the energy model's
-only input); `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
+`schedule(arch, workload, stats)` -> one LayerCounts per mapped layer, and
+`peak_counts(arch, C)` -> the counts of the macro at full utilization: the energy model's only
+inputs. `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
 """
 
-from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic
+from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic, summarize
 from .engine import Engine, Resource, Task
-from .mapping import Mapping, Pass, Precision, Tile, map_layer, precision, window_reuse
-from .scheduler import (
-    DEFAULT_BATCH,
-    STALL_CAUSES,
-    TRACE_COLUMNS,
+from .layer import DEFAULT_BATCH, STALL_CAUSES, schedule_layer
+from .mapping import (
+    Mapping,
+    Pass,
+    Precision,
+    Tile,
     layer_is_exact,
-    schedule,
-    schedule_layer,
-    summarize,
-    write_trace,
+    map_layer,
+    precision,
 )
-from .timing import DEFAULT_NO_DATA, digital_cycles
+from .peak import PeakCounts, default_digital_cycles, peak_counts
+from .scheduler import schedule, schedule_signature
+from .steady import Steady
+from .timing import DEFAULT_NO_DATA, digital_cycles, pac_products, pac_products_at
+from .trace import TRACE_COLUMNS, TraceWriter, write_trace
+from .vectors import window_reuse
 
 __all__ = [
     "DATA_KINDS",
@@ -29,18 +34,26 @@ __all__ = [
     "Engine",
     "LayerCounts",
     "Mapping",
+    "PeakCounts",
     "Pass",
     "Precision",
     "Resource",
+    "Steady",
     "Task",
     "Tile",
+    "TraceWriter",
+    "default_digital_cycles",
     "digital_cycles",
     "empty_traffic",
     "layer_is_exact",
     "map_layer",
+    "pac_products",
+    "pac_products_at",
+    "peak_counts",
     "precision",
     "schedule",
     "schedule_layer",
+    "schedule_signature",
     "summarize",
     "window_reuse",
     "write_trace",

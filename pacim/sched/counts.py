@@ -1,4 +1,5 @@
-"""Counts: what the scheduler measured for a layer — the only input of the energy model.
+"""Counts: what the scheduler measured for a layer (the only input of the energy model), and
+their totals for the report.
 
 The scheduler never touches float tensors; the energy model only multiplies these counts by the
 arch's energy table. All fields are plain integers (cycles, events, bits) so sums are exact.
@@ -6,6 +7,7 @@ arch's energy table. All fields are plain integers (cycles, events, bits) so sum
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,6 +53,7 @@ class LayerCounts:
     output_home: str = ""  # memory level the outputs were written to
     digital_cycles_mean: float = 0.0  # bit-serial cycles per vector-tile, mean
     busy_cycles: dict[str, int] = field(default_factory=dict)  # banks (summed), buses, engines
+    simulated_events: int = 0  # events the engine processed; the rest were extrapolated
 
     @property
     def total_reads_bits(self) -> int:
@@ -65,3 +68,62 @@ class LayerCounts:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
         return asdict(self)
+
+
+def _add_traffic(acc: dict[str, dict[str, int]], t: dict[str, dict[str, int]]) -> None:
+    for lv, kinds in t.items():
+        dst = acc.setdefault(lv, {})
+        for kd, b in kinds.items():
+            dst[kd] = dst.get(kd, 0) + b
+
+
+def summarize(counts: Sequence[LayerCounts]) -> dict[str, Any]:
+    """Totals for the report: cycles, stalls, bit-serial cycles, memory traffic by level."""
+    reads: dict[str, dict[str, int]] = {}
+    writes: dict[str, dict[str, int]] = {}
+    stalls: dict[str, int] = {}
+    for c in counts:
+        _add_traffic(reads, c.reads_bits)
+        _add_traffic(writes, c.writes_bits)
+        for kd, s in c.stall_cycles.items():
+            stalls[kd] = stalls.get(kd, 0) + s
+    base = sum(c.bit_serial_cycles_baseline for c in counts)
+    act = sum(c.bit_serial_cycles for c in counts)
+    cycles = sum(c.cycles for c in counts)
+    by_level = {
+        lv: {
+            "reads_bits": sum(reads.get(lv, {}).values()),
+            "writes_bits": sum(writes.get(lv, {}).values()),
+            "reads_by_kind": dict(reads.get(lv, {})),
+            "writes_by_kind": dict(writes.get(lv, {})),
+        }
+        for lv in LEVELS
+    }
+    total_r = sum(d["reads_bits"] for d in by_level.values())
+    total_w = sum(d["writes_bits"] for d in by_level.values())
+
+    def tot(f: str) -> int:
+        return sum(getattr(c, f) for c in counts)
+
+    banks_busy = sum(c.bank_utilization * c.cycles for c in counts)
+    return {
+        "layers": len(counts),
+        "cycles": cycles,
+        "compute_cycles": tot("compute_cycles"),
+        "stall_cycles": stalls,
+        "bank_utilization": banks_busy / cycles if cycles else 0.0,
+        "bit_serial_cycles": {
+            "baseline": base,
+            "actual": act,
+            "reduction": 1.0 - act / base if base else 0.0,
+        },
+        "memory": {"reads_bits": total_r, "writes_bits": total_w, "by_level": by_level},
+        "passes": tot("passes"),
+        "weight_reloads": tot("weight_reloads"),
+        "vector_tiles": tot("vector_tiles"),
+        "pac_ops": tot("pac_ops"),
+        "encoder_bits": tot("encoder_bits"),
+        "weight_bits_written": tot("weight_bits_written"),
+        "psum_bits": tot("psum_bits"),
+        "events": tot("events"),
+    }

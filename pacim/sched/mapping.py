@@ -14,13 +14,12 @@ counts S_w of every plane an approximated pair uses sit beside the PAC engine (`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
+from dataclasses import dataclass, replace
 
 from ..arch import Arch
 from ..macro.core import digital_set, dynamic_digital_sets
 from ..workloads.ir import Layer
+from .passes import PassKind, PassRun, compress
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,14 @@ class Precision:
     x_count_planes: int  # activation planes whose window counts are needed
     x_lsb_planes: int  # activation planes never sent as bits (xbit - x_planes)
     w_count_planes: int  # weight planes whose column counts S_w the PAC engine uses
+
+
+def layer_is_exact(arch: Arch, layer: Layer, first: bool = False) -> bool:
+    """Exact when PAC is off, the layer says so, or it is the network's first layer, a conv,
+    and pac.first_layer_exact (PACiM keeps the first conv exact; LLM blocks have none)."""
+    p = arch.pac
+    first_conv = first and layer.kind == "conv2d" and p.first_layer_exact
+    return (not p.enabled) or layer.exact or first_conv
 
 
 def counts_stored(arch: Arch) -> bool:
@@ -74,50 +81,6 @@ class Tile:
     new_rows: int  # rows not reused from the previous vector of an output row (sliding window)
 
 
-@dataclass(frozen=True)
-class Pass:
-    """A group of at most `banks` tiles resident together, and what the pass moves per vector."""
-
-    index: int
-    tiles: tuple[Tile, ...]
-    channels: int  # input channels (elements per pixel) its row tiles need
-    groups: tuple[int, ...]  # row tiles present (count groups under pac.scope bank)
-    done_cols: int  # output channels finished in this pass
-    spill_cols: int  # output channels whose partial sums go out to the global buffer
-    resume_cols: int  # output channels whose partial sums come back
-    pac_cols: int  # output columns whose PAC terms are computed here (per vector)
-    weight_bits: int  # weight bits loaded into the banks
-    wcount_bits: int  # S_w bits used per vector (and loaded once per pass)
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A layer tiled onto the banks."""
-
-    macro: str
-    banks: int
-    khw: int  # kernel taps per channel (1 for linear)
-    channels: int  # input channels C (N for linear)
-    rows_per_tile: int
-    cols_per_tile: int  # output channels per tile
-    row_tiles: int
-    col_tiles: int
-    w_planes: int
-    psum_width: int  # bits of a partial sum (a full-length dot product)
-    passes: tuple[Pass, ...]
-    group_channels: tuple[int, ...]  # input channels per count group
-
-    @property
-    def tiles(self) -> int:
-        """Tiles in the layer."""
-        return self.row_tiles * self.col_tiles
-
-    @property
-    def weight_reloads(self) -> int:
-        """Weight loads beyond the first pass."""
-        return len(self.passes) - 1
-
-
 def kernel_taps(layer: Layer) -> int:
     """kh * kw for conv, 1 otherwise."""
     return layer.kernel[0] * layer.kernel[1] if layer.kind == "conv2d" else 1
@@ -137,6 +100,15 @@ def count_groups(arch: Arch, channels: int, khw: int) -> tuple[int, ...]:
         g = arch.macro.rows // khw
         return tuple(min(g, channels - c) for c in range(0, channels, g))
     return (channels,)
+
+
+def group_sizes(arch: Arch, channels: int, khw: int) -> tuple[int, int, int]:
+    """count_groups in closed form: (number of groups, channels of each, of the last one)."""
+    if arch.pac.scope == "bank" and khw <= arch.macro.rows:
+        g = arch.macro.rows // khw
+        count = -(-channels // g)
+        return count, g, channels - (count - 1) * g
+    return 1, channels, channels
 
 
 def _new_rows(r0: int, rows: int, kw: int, stride: int) -> int:
@@ -164,126 +136,191 @@ def _channels(groups: tuple[int, ...], rpt: int, n: int, khw: int) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Pass:
+    """A group of at most `banks` tiles resident together, and what the pass moves per vector."""
+
+    index: int
+    tiles: tuple[Tile, ...]
+    channels: int  # input channels (elements per pixel) its row tiles need
+    groups: tuple[int, ...]  # row tiles present (count groups under pac.scope bank)
+    done_cols: int  # output channels finished in this pass
+    spill_cols: int  # output channels whose partial sums go out to the global buffer
+    resume_cols: int  # output channels whose partial sums come back
+    pac_cols: int  # output columns whose PAC terms are computed here (per vector)
+    weight_bits: int  # weight bits loaded into the banks
+    wcount_bits: int  # S_w bits used per vector (and loaded once per pass)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A layer tiled onto the banks. Its passes are described by `runs` (periodic blocks of
+    pass kinds), never listed, so a 10^9-row weight matrix costs O(columns) memory."""
+
+    macro: str
+    banks: int
+    khw: int  # kernel taps per channel (1 for linear)
+    channels: int  # input channels C (N for linear)
+    rows_per_tile: int
+    cols_per_tile: int  # output channels per tile
+    row_tiles: int
+    col_tiles: int
+    w_planes: int
+    psum_width: int  # bits of a partial sum (a full-length dot product)
+    runs: tuple[PassRun, ...]
+    groups: tuple[int, int, int]  # count groups: (number, channels of each, of the last)
+    n: int = 0  # dot-product length N
+    k: int = 0  # output channels K
+    kw: int = 1  # kernel width (sliding-window reuse of tile rows)
+    stride: int = 1
+    conv: bool = False
+    bank_scope: bool = False  # PAC terms and S_w per bank-row segment
+    w_count_planes: int = 0
+    wbit: int = 8
+
+    @property
+    def tiles(self) -> int:
+        """Tiles in the layer."""
+        return self.row_tiles * self.col_tiles
+
+    @property
+    def group_channels(self) -> tuple[int, ...]:
+        """Input channels per count group (O(groups): for small layers and tests)."""
+        count, size, last = self.groups
+        return (size,) * (count - 1) + (last,)
+
+    @property
+    def pass_count(self) -> int:
+        """Weight-stationary passes."""
+        return -(-self.tiles // self.banks)
+
+    @property
+    def weight_reloads(self) -> int:
+        """Weight loads beyond the first pass."""
+        return self.pass_count - 1
+
+    @property
+    def passes(self) -> tuple[Pass, ...]:
+        """Every pass with its tiles: O(passes) memory, for small layers and tests."""
+        return tuple(self.pass_at(p) for p in range(self.pass_count))
+
+    def pass_at(self, p: int) -> Pass:
+        """Pass p with its tiles (O(banks))."""
+        b, rt, rpt, cpt = self.banks, self.row_tiles, self.rows_per_tile, self.cols_per_tile
+        tiles = []
+        for i in range(p * b, min((p + 1) * b, self.tiles)):
+            c, r = divmod(i, rt)
+            cols = min(cpt, self.k - c * cpt)
+            phys = cols if self.macro == "bit_serial" else cols * self.wbit
+            r0 = r * rpt
+            rows = min(rpt, self.n - r0)
+            new = _new_rows(r0, rows, self.kw, self.stride) if self.conv else rows
+            tiles.append(Tile(i, r, c, r0, rows, cols, phys, new))
+        colw = {t.col: t.cols for t in tiles}
+        done = spill = resume = 0
+        for c, w in colw.items():
+            first, last = c * rt // b, (c * rt + rt - 1) // b
+            if last == p:
+                done += w
+            else:
+                spill += w
+            if first != p:
+                resume += w
+        wcp = self.w_count_planes
+        if self.bank_scope:
+            pac_cols = sum(t.cols for t in tiles)
+            wcount = sum(t.cols * wcp * t.rows.bit_length() for t in tiles)
+        else:
+            pac_cols = done
+            wcount = done * wcp * self.n.bit_length()
+        if wcp == 0:  # exact, or truncate/expected: no count products
+            pac_cols = wcount = 0
+        groups = tuple(sorted({t.row for t in tiles}))
+        return Pass(p, tuple(tiles), _channels(groups, rpt, self.n, self.khw), groups, done,
+                    spill, resume, pac_cols, sum(t.rows * t.cols * self.w_planes for t in tiles),
+                    wcount)
+
+    def kind_of(self, p: int) -> PassKind:
+        """The kind of pass p (what pass_at(p) says, without building its tiles)."""
+        b, rt, rpt, cpt, n = self.banks, self.row_tiles, self.rows_per_tile, self.cols_per_tile, \
+            self.n
+        t0, t1 = p * b, min((p + 1) * b, self.tiles)
+        rows_of: dict[int, tuple[int, int]] = {}  # row tile -> (rows, new rows)
+        col_of: dict[int, int] = {}  # column tile -> channels held
+        tiles: list[tuple[int, int]] = []  # (row tile, columns) per tile
+        for i in range(t0, t1):
+            c, r = divmod(i, rt)
+            if r not in rows_of:
+                r0 = r * rpt
+                rows = min(rpt, n - r0)
+                rows_of[r] = (rows, _new_rows(r0, rows, self.kw, self.stride) if self.conv
+                              else rows)
+            if c not in col_of:
+                col_of[c] = min(cpt, self.k - c * cpt)
+            tiles.append((r, col_of[c]))
+        done = spill = resume = 0
+        for c, w in col_of.items():
+            if (c * rt + rt - 1) // b == p:
+                done += w
+            else:
+                spill += w
+            if c * rt // b != p:
+                resume += w
+        wcp = self.w_count_planes
+        if self.bank_scope:
+            pac_cols = sum(w for _, w in tiles)
+            wcount = sum(w * wcp * rows_of[r][0].bit_length() for r, w in tiles)
+        else:
+            pac_cols, wcount = done, done * wcp * n.bit_length()
+        if wcp == 0:  # exact, or truncate/expected: no count products
+            pac_cols = wcount = 0
+        groups = tuple(sorted(rows_of))
+        return PassKind(
+            len(tiles), _channels(groups, rpt, n, self.khw), len(groups), rt - 1 in rows_of,
+            done, spill, resume, pac_cols, sum(rows_of[r][0] * w for r, w in tiles) * self.w_planes,
+            wcount, sum(rows_of[r][0] for r, _ in tiles), sum(rows_of[r][1] for r, _ in tiles),
+            tuple(sorted({rows_of[r] for r, _ in tiles})), p == self.pass_count - 1)
+
+    def run_starts(self) -> list[int]:
+        """First pass of each run."""
+        out, p = [], 0
+        for r in self.runs:
+            out.append(p)
+            p += r.passes
+        return out
+
+
 def map_layer(arch: Arch, layer: Layer, prec: Precision) -> Mapping:
-    """Tile the layer, group tiles into passes and total each pass's loads."""
+    """Tile the layer and describe its passes (tiles column-major, `banks` per pass)."""
     m = arch.macro
     n, k = layer.n, layer.k
     khw = kernel_taps(layer)
-    kw = layer.kernel[1] if layer.kind == "conv2d" else 1
-    stride = layer.stride if layer.kind == "conv2d" else 1
-    channels = layer.in_channels if layer.kind == "conv2d" else n
+    conv = layer.kind == "conv2d"
+    channels = layer.in_channels if conv else n
     rpt = rows_per_tile(arch, layer)
     cpt = m.cols if m.kind == "bit_serial" else m.cols // m.wbit
-    w_planes = prec.w_planes if m.kind == "bit_serial" else m.wbit
-    rt, ct = -(-n // rpt), -(-k // cpt)
     bank_scope = arch.pac.scope == "bank" and not prec.exact
-
-    tiles = []
-    for c in range(ct):
-        cols = min(cpt, k - c * cpt)
-        phys = cols if m.kind == "bit_serial" else cols * m.wbit
-        for r in range(rt):
-            r0 = r * rpt
-            rows = min(rpt, n - r0)
-            new = rows if layer.kind != "conv2d" else _new_rows(r0, rows, kw, stride)
-            tiles.append(Tile(len(tiles), r, c, r0, rows, cols, phys, new))
-
-    first_pass: dict[int, int] = {}
-    last_pass: dict[int, int] = {}
-    chunks = [tiles[i: i + m.banks] for i in range(0, len(tiles), m.banks)]
-    for p, chunk in enumerate(chunks):
-        for t in chunk:
-            first_pass.setdefault(t.col, p)
-            last_pass[t.col] = p
-    colw = {c: min(cpt, k - c * cpt) for c in range(ct)}
-    wc_vec = prec.w_count_planes * n.bit_length()  # S_w bits per column, scope vector
-
-    passes = []
-    for p, chunk in enumerate(chunks):
-        cols_here = sorted({t.col for t in chunk})
-        groups = tuple(sorted({t.row for t in chunk}))
-        done = sum(colw[c] for c in cols_here if last_pass[c] == p)
-        spill = sum(colw[c] for c in cols_here if last_pass[c] != p)
-        resume = sum(colw[c] for c in cols_here if first_pass[c] != p)
-        if bank_scope:
-            pac_cols = sum(t.cols for t in chunk)
-            wcount = sum(t.cols * prec.w_count_planes * t.rows.bit_length() for t in chunk)
-        else:
-            pac_cols = done
-            wcount = done * wc_vec
-        if prec.w_count_planes == 0:  # exact, or truncate/expected: no count products
-            pac_cols = wcount = 0
-        passes.append(Pass(
-            index=p,
-            tiles=tuple(chunk),
-            channels=_channels(groups, rpt, n, khw),
-            groups=groups,
-            done_cols=done,
-            spill_cols=spill,
-            resume_cols=resume,
-            pac_cols=pac_cols,
-            weight_bits=sum(t.rows * t.cols * w_planes for t in chunk),
-            wcount_bits=wcount,
-        ))
     xmax, wmax = (1 << m.xbit) - 1, (1 << m.wbit) - 1
-    return Mapping(
+    mp = Mapping(
         macro=m.kind,
         banks=m.banks,
         khw=khw,
         channels=channels,
         rows_per_tile=rpt,
         cols_per_tile=cpt,
-        row_tiles=rt,
-        col_tiles=ct,
-        w_planes=w_planes,
+        row_tiles=-(-n // rpt),
+        col_tiles=-(-k // cpt),
+        w_planes=prec.w_planes if m.kind == "bit_serial" else m.wbit,
         psum_width=(n * xmax * wmax).bit_length(),
-        passes=tuple(passes),
-        group_channels=count_groups(arch, channels, khw) if bank_scope else (channels,),
+        runs=(),
+        groups=group_sizes(arch, channels, khw) if bank_scope else (1, channels, channels),
+        n=n,
+        k=k,
+        kw=layer.kernel[1] if conv else 1,
+        stride=layer.stride if conv else 1,
+        conv=conv,
+        bank_scope=bank_scope,
+        w_count_planes=prec.w_count_planes,
+        wbit=m.wbit,
     )
-
-
-@dataclass(frozen=True)
-class Reuse:
-    """Per input vector: the input pixels the fetch brings in (sliding-window reuse)."""
-
-    new_pixels: np.ndarray  # (V,) valid input pixels newly needed at the banks
-    row_start: np.ndarray  # (V,) True for the first vector of an output row (full window)
-    main_pixels: np.ndarray  # (V,) input pixels streamed from main memory into the line buffer
-    in_pixels: int  # pixels of the input map (B*H*W, or rows for linear)
-
-
-def window_reuse(layer: Layer) -> Reuse:
-    """Which input pixels each vector fetches, padding excluded (pad codes are generated).
-
-    Within an output row the bank input buffer keeps the window and only the columns the
-    stride uncovers are fetched; a main-memory-resident map streams whole input rows into a
-    line buffer in the global buffer the first time an output row needs them.
-    """
-    v = layer.vectors
-    if layer.kind != "conv2d" or layer.in_shape is None:
-        ones = np.ones(v, dtype=np.int64)
-        return Reuse(ones, np.ones(v, dtype=bool), ones.copy(), v)
-    b, _, h, w = layer.in_shape
-    kh, kw = layer.kernel
-    s, p = layer.stride, layer.padding
-    ho, wo = layer.out_hw or (1, 1)
-
-    def valid(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
-        """Length of [lo, hi) (padded coordinates) inside the real [p, p+size)."""
-        return np.maximum(0, np.minimum(hi, p + size) - np.maximum(lo, p))
-
-    ox = np.arange(wo)
-    lo_c = np.where(ox == 0, 0, np.maximum(ox * s, (ox - 1) * s + kw))
-    new_c = valid(lo_c, ox * s + kw, w)
-    full_c = valid(ox * s, ox * s + kw, w)
-    oy = np.arange(ho)
-    rows_win = valid(oy * s, oy * s + kh, h)
-    lo_r = np.where(oy == 0, 0, np.maximum(oy * s, (oy - 1) * s + kh))
-    rows_new = valid(lo_r, oy * s + kh, h)
-    cols = np.where(ox == 0, full_c, new_c)
-    new_pix = np.tile((rows_win[:, None] * cols[None, :]).ravel(), b).astype(np.int64)
-    main = np.zeros((ho, wo), dtype=np.int64)
-    main[:, 0] = rows_new * w
-    row_start = np.zeros((ho, wo), dtype=bool)
-    row_start[:, 0] = True
-    return Reuse(new_pix, np.tile(row_start.ravel(), b), np.tile(main.ravel(), b), b * h * w)
+    return replace(mp, runs=compress(mp, layer.name))

@@ -1,4 +1,5 @@
-"""Digital bit-serial cycles per input vector: from the functional stats, or --no-data defaults.
+"""Digital bit-serial cycles per input vector (from the functional stats, or --no-data
+defaults), and the PAC-engine count products per output they imply.
 
 The scheduler never touches tensors: with data it reads the dynamic-level histogram the
 functional macro measured (MacroStats.cycle_hist); without, it uses DEFAULT_NO_DATA.
@@ -6,11 +7,13 @@ functional macro measured (MacroStats.cycle_hist); without, it uses DEFAULT_NO_D
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
 
 from ..arch import Arch
+from ..macro.core import pac_products_by_cycles
 from ..macro.stats import MacroStats
 from ..workloads.ir import Layer
 
@@ -46,15 +49,80 @@ def spread(counts: dict[int, int]) -> np.ndarray:
     A stride permutation (golden-ratio step, coprime to V) spreads each level across the layer
     so every event batch sees about the layer's mix; the multiset is exact.
     """
-    vals = np.repeat(np.array(sorted(counts), dtype=np.int64),
-                     [counts[c] for c in sorted(counts)])
-    v = vals.size
-    if v <= 2:
-        return vals
-    step = max(1, int(v * 0.6180339887))
-    while gcd(step, v) != 1:
-        step += 1
-    return vals[(np.arange(v, dtype=np.int64) * step) % v]
+    mix = CycleMix(tuple(sorted((int(c), int(n)) for c, n in counts.items() if n)))
+    return mix.values(0, mix.vectors)
+
+
+@dataclass(frozen=True)
+class CycleMix:
+    """Digital cycles of a layer's input vectors: (cycles, vectors) pairs, sorted by cycles,
+    spread over the layer by `spread`'s stride permutation. Values of any vector range are
+    computed on demand, so a layer of 10^9 vectors costs no per-vector memory."""
+
+    levels: tuple[tuple[int, int], ...]
+
+    @property
+    def vectors(self) -> int:
+        """V: the vectors the mix covers."""
+        return sum(n for _, n in self.levels)
+
+    @property
+    def uniform(self) -> bool:
+        """True when every vector has the same cycles."""
+        return len(self.levels) <= 1
+
+    def total(self, lut: np.ndarray | None = None) -> int:
+        """Sum over vectors of the cycles, or of lut[cycles]."""
+        return sum(n * (c if lut is None else int(lut[c])) for c, n in self.levels)
+
+    def _stride(self) -> int:
+        v = self.vectors
+        step = max(1, int(v * 0.6180339887))
+        while gcd(step, v) != 1:
+            step += 1
+        return step
+
+    def values(self, start: int, stop: int) -> np.ndarray:
+        """Cycles of vectors [start, stop) (int64)."""
+        v, n = self.vectors, stop - start
+        cyc = np.array([c for c, _ in self.levels], dtype=np.int64)
+        if self.uniform:
+            return np.full(n, cyc[0] if len(cyc) else 0, dtype=np.int64)
+        ends = np.cumsum([m for _, m in self.levels])
+        if v <= 2:  # too short to permute
+            idx = np.arange(start, stop, dtype=np.int64)
+        else:
+            step = self._stride()
+            idx = np.empty(n, dtype=np.int64)
+            block = max(1, (1 << 62) // v)  # keep (base + i * step) below 2^63
+            for b0 in range(0, n, block):
+                b1 = min(n, b0 + block)
+                base = ((start + b0) * step) % v
+                idx[b0:b1] = (base + np.arange(b1 - b0, dtype=np.int64) * step) % v
+        return cyc[np.searchsorted(ends, idx, side="right")]
+
+
+def cycle_mix(arch: Arch, layer: Layer, stats: MacroStats | None, exact: bool) -> CycleMix:
+    """The digital cycles of each input vector, as a mix (see `digital_cycles`)."""
+    m, v = arch.macro, layer.vectors
+    if m.kind == "bp_bs":
+        return CycleMix(((m.xbit, v),))
+    if exact or not arch.pac.enabled:
+        return CycleMix(((m.xbit * m.wbit, v),))
+    static = min(arch.pac.operand, m.xbit) * min(arch.pac.operand, m.wbit)
+    if stats is not None and stats.cycle_hist:
+        per = stats.outputs // max(1, stats.positions)  # outputs per vector (K)
+        if stats.positions == v and per and all(n % per == 0 for n in stats.cycle_hist.values()):
+            counts = {int(c): n // per for c, n in stats.cycle_hist.items() if n}
+        else:
+            frac = {int(c): float(n) for c, n in stats.cycle_hist.items() if n}
+            counts = _counts_from_fractions(frac, v)
+        return CycleMix(tuple(sorted((c, n) for c, n in counts.items() if n)))
+    if arch.pac.dynamic is not None and layer.kind == "conv2d":
+        mix = DEFAULT_NO_DATA["dynamic_mix"]
+        assert isinstance(mix, dict)
+        return CycleMix(tuple(sorted(_counts_from_fractions(mix, v).items())))
+    return CycleMix(((static, v),))
 
 
 def digital_cycles(
@@ -64,22 +132,38 @@ def digital_cycles(
 
     bit_serial: xbit*wbit when exact; the stats' histogram under PAC (scaled to the layer's
     vectors); without stats |D(operand)| (16 at operand 4), or DEFAULT_NO_DATA's mix for conv
-    layers under dynamic configuration. bp_bs: xbit activation steps.
+    layers under dynamic configuration. bp_bs: xbit activation steps. (O(V) memory: the
+    scheduler reads ranges of `cycle_mix` instead.)
     """
-    m, v = arch.macro, layer.vectors
-    if m.kind == "bp_bs":
-        return np.full(v, m.xbit, dtype=np.int64)
-    if exact or not arch.pac.enabled:
-        return np.full(v, m.xbit * m.wbit, dtype=np.int64)
-    static = min(arch.pac.operand, m.xbit) * min(arch.pac.operand, m.wbit)
-    if stats is not None and stats.cycle_hist:
-        per = stats.outputs // max(1, stats.positions)  # outputs per vector (K)
-        if stats.positions == v and per and all(n % per == 0 for n in stats.cycle_hist.values()):
-            return spread({int(c): n // per for c, n in stats.cycle_hist.items() if n})
-        frac = {int(c): float(n) for c, n in stats.cycle_hist.items() if n}
-        return spread(_counts_from_fractions(frac, v))
-    if arch.pac.dynamic is not None and layer.kind == "conv2d":
-        mix = DEFAULT_NO_DATA["dynamic_mix"]
-        assert isinstance(mix, dict)
-        return spread(_counts_from_fractions(mix, v))
-    return np.full(v, static, dtype=np.int64)
+    return cycle_mix(arch, layer, stats, exact).values(0, layer.vectors)
+
+
+def pac_lut(arch: Arch) -> np.ndarray:
+    """PAC-engine count products per output, indexed by digital cycles (see pac_products)."""
+    m = arch.macro
+    lut = np.zeros(m.xbit * m.wbit + 1, dtype=np.int64)
+    for c, prod in pac_products_by_cycles(m.xbit, m.wbit, arch.pac.operand).items():
+        lut[c] = prod
+    return lut
+
+
+def pac_products(arch: Arch, cycles: np.ndarray) -> np.ndarray:
+    """PAC-engine count products per output of each vector, from its digital cycles.
+
+    The count is a property of the vector's digital set (pacim.macro.core.pac_products): 2 at
+    static operand 4 (8b/8b), 3 / 4 / 5 at the 15 / 13 / 10-cycle dynamic levels; 0 for cycle
+    counts with nothing approximated.
+    """
+    return pac_lut(arch)[cycles]
+
+
+def pac_products_at(arch: Arch, digital_cycles: float) -> float:
+    """PAC-engine count products per output at a (mean) digital cycle count.
+
+    Exact at the configuration's levels (pacim.macro.core.pac_products_by_cycles), linear in
+    between for a mean over a dynamic mix.
+    """
+    m = arch.macro
+    table = pac_products_by_cycles(m.xbit, m.wbit, arch.pac.operand)
+    xs = sorted(table)
+    return float(np.interp(digital_cycles, xs, [table[x] for x in xs]))

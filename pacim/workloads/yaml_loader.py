@@ -96,7 +96,7 @@ class LayerListFile(_Strict):
 
     name: str | None = None
     description: str | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0)
     data: Literal["random", "none"] = "random"
     layers: Annotated[list[Any], Field(min_length=1)]
 
@@ -125,8 +125,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _seed(value: Any, path: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{path}: seed: must be an integer (got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{path}: seed: must be a non-negative integer (got {value!r})")
     return value
 
 

@@ -1,4 +1,4 @@
-"""Figures of `pacim plot`: a sweep's scatter with its Pareto front, and a report's layers.
+"""Figures of `pacim plot` on a sweep: a scatter of two figures with the Pareto front.
 
 Uses matplotlib's object API (Figure + Agg canvas), never pyplot, so no global state or
 display is touched.
@@ -7,13 +7,14 @@ display is touched.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import PacimError
-from .sweeps import field_value, pareto_front, read_records
+from ..errors import PacimError
+from ..report.plots import number, save_figure
+from .pareto import PARETO_FIELD, field_value, mark_pareto, pareto_front
+from .store import read_records
 
 LABELS = {
     "latency_s": "latency (s)",
@@ -26,6 +27,9 @@ LABELS = {
     "bit_serial_reduction": "bit-serial cycle reduction",
     "reads_bits": "memory reads (bit)",
     "writes_bits": "memory writes (bit)",
+    "area_mm2": "chip area (mm^2)",
+    "tops_per_mm2": "TOPS/mm^2",
+    "peak_tops_per_mm2": "peak TOPS/mm^2",
 }
 
 
@@ -49,58 +53,64 @@ def load_plot_input(path: str | Path) -> tuple[str, Any]:
     return "sweep", records
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
 def _label(name: str) -> str:
     return LABELS.get(name, name)
+
+
+def _all_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in records:
+        for k in list(r) + list(r.get("overrides") or {}):
+            if k != "overrides":
+                keys.setdefault(k)
+    return list(keys)
 
 
 def _numeric_fields(records: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for r in records:
         for k, v in r.items():
-            if _number(v) is not None and k not in ("seed", "sim_s"):
+            if number(v) is not None and k not in ("seed", "sim_s"):
                 keys.setdefault(k)
     return list(keys)
-
-
-def _save(fig: Any, out: str | Path) -> None:
-    try:
-        fig.savefig(out, dpi=150)
-    except (OSError, ValueError) as e:
-        raise PacimError(f"{out}: cannot write the figure: {e}") from None
 
 
 def plot_sweep(
     records: Sequence[Mapping[str, Any]], out: str | Path, *, x: str = "latency_s",
     y: str = "energy_pj", color: str | None = None, pareto: bool = False,
     maximize: tuple[bool, bool] = (False, False), log: tuple[bool, bool] = (False, False),
-) -> dict[str, int]:
+    front3: bool = False, option: str | None = None,
+) -> dict[str, Any]:
     """Scatter y against x over the sweep's ok records; Pareto front per workload if asked.
 
     color: a field or arch key; numbers get a colour bar, anything else a legend. With several
-    workloads and no color, points are coloured by workload. Returns {'points', 'front'}.
+    workloads and no color, points are coloured by workload. A log axis leaves out the points
+    with a value <= 0 and says so. Returns {'points', 'front', 'front3', 'dropped'} ('dropped':
+    what was left off a log axis, or ''). `option` names the output in error messages.
     """
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     ok = [r for r in records if r.get("status", "ok") == "ok"]
-    pts = []
+    if color not in (None, "workload") and all(field_value(r, color) is None for r in ok):
+        fields = ", ".join(_all_fields(ok)) or "none (no successful points)"
+        raise PacimError(f"--color {color}: no point has this field; fields: {fields}")
+    numeric = []
     for r in ok:
-        xv, yv = _number(field_value(r, x)), _number(field_value(r, y))
-        if xv is None or yv is None:
-            continue
-        if (log[0] and xv <= 0) or (log[1] and yv <= 0):
-            continue
-        pts.append((xv, yv, r))
-    if not pts:
+        xv, yv = number(field_value(r, x)), number(field_value(r, y))
+        if xv is not None and yv is not None:
+            numeric.append((xv, yv, r))
+    if not numeric:
         fields = ", ".join(_numeric_fields(ok)) or "none (no successful points)"
         raise PacimError(f"no point has numeric {x} and {y}; numeric fields: {fields}")
+    pts = [p for p in numeric if (not log[0] or p[0] > 0) and (not log[1] or p[1] > 0)]
+    nonpos = " or ".join(f"{name} <= 0" for on, name, i in ((log[0], x, 0), (log[1], y, 1))
+                         if on and any(p[i] <= 0 for p in numeric))
+    if not pts:
+        raise PacimError(f"nothing to plot: a log axis shows values > 0 only, and all "
+                         f"{len(numeric)} points have {nonpos}")
+    dropped = (f"{len(numeric) - len(pts)} of {len(numeric)} points with {nonpos} left off "
+               "the log axis") if len(pts) < len(numeric) else ""
     workloads = list(dict.fromkeys(str(r.get("workload")) for _, _, r in pts))
     if color is None and len(workloads) > 1:
         color = "workload"
@@ -130,7 +140,7 @@ def plot_sweep(
                     wl if len(workloads) > 1 else f"{len(pts)} points", alpha=0.8)
     else:
         cvals = [field_value(r, color) for _, _, r in pts]
-        nums = [_number(c) for c in cvals]
+        nums = [number(c) for c in cvals]
         distinct = set(json.dumps(c, sort_keys=True) for c in cvals)
         if all(n is not None for n in nums) and len(distinct) > 10:
             vmin, vmax = min(nums), max(nums)  # type: ignore[type-var]
@@ -139,7 +149,7 @@ def plot_sweep(
             fig.colorbar(art, ax=ax, label=_label(color))
         else:  # few values: a discrete legend, in order
             def order(c: Any) -> tuple[int, Any]:
-                n = _number(c)
+                n = number(c)
                 return (0, n) if n is not None else (1, json.dumps(c, sort_keys=True))
 
             palette = colormaps["tab10" if len(distinct) <= 10 else "tab20"]
@@ -165,6 +175,14 @@ def plot_sweep(
             ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
                        edgecolors="crimson", linewidths=1.6, zorder=4,
                        label=f"Pareto front ({n_front})" if j == 0 else None)
+    n_front3 = 0
+    if front3:
+        marked = mark_pareto([p[2] for p in pts])
+        idx3 = [i for i, r in enumerate(marked) if r[PARETO_FIELD]]
+        n_front3 = len(idx3)
+        ax.scatter([xs[i] for i in idx3], [ys[i] for i in idx3], s=130, marker="D",
+                   facecolors="none", edgecolors="black", linewidths=1.0, zorder=5,
+                   label=f"energy/latency/area front ({n_front3})")
     if log[0]:
         ax.set_xscale("log")
     if log[1]:
@@ -177,70 +195,5 @@ def plot_sweep(
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    _save(fig, out)
-    return {"points": len(pts), "front": n_front}
-
-
-def plot_report_layers(report: Mapping[str, Any], out: str | Path) -> None:
-    """Per-layer cycles (compute vs stalls) and energy breakdown (stacked) of a simulate report."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    layers = [la for la in report.get("layers") or [] if la.get("mapped", True)]
-    has_cycles = any(_number(la.get("cycles")) is not None for la in layers)
-    has_energy = any(isinstance(la.get("energy_breakdown_pj"), Mapping) for la in layers)
-    if not layers or not (has_cycles or has_energy):
-        raise PacimError("the report has no per-layer cycles or energy to plot")
-    names = [str(la.get("name")) for la in layers]
-    pos = list(range(len(layers)))
-    rows = int(has_cycles) + int(has_energy)
-    fig = Figure(figsize=(max(7.0, 0.32 * len(layers) + 3), 3.4 * rows + 0.8),
-                 layout="constrained")
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
-    i = 0
-    if has_cycles:
-        ax = axes[i]
-        i += 1
-        total = [_number(la.get("cycles")) or 0.0 for la in layers]
-        stalls = [la.get("stall_cycles") or {} for la in layers]
-        causes = list(dict.fromkeys(k for st in stalls for k, v in st.items()
-                                    if k != "total" and _number(v)))
-        stall_sum = [sum(_number(st.get(c)) or 0.0 for c in causes) for st in stalls]
-        compute = [max(t - s, 0.0) for t, s in zip(total, stall_sum, strict=True)]
-        ax.bar(pos, compute, color="tab:blue", label="compute")
-        bottom = compute
-        palette = colormaps["Oranges"]
-        for j, c in enumerate(causes):  # stalls stacked by cause
-            vals = [_number(st.get(c)) or 0.0 for st in stalls]
-            ax.bar(pos, vals, bottom=bottom, label=f"stall: {c}",
-                   color=palette(0.35 + 0.55 * j / max(len(causes) - 1, 1)))
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_ylabel("cycles")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.grid(True, axis="y", alpha=0.3)
-    if has_energy:
-        ax = axes[i]
-        comps: dict[str, None] = {}
-        for la in layers:
-            for k, v in (la.get("energy_breakdown_pj") or {}).items():
-                if _number(v):
-                    comps.setdefault(k)
-        bottom = [0.0] * len(layers)
-        palette = colormaps["tab20"]  # more components than the default 10-colour cycle
-        for j, k in enumerate(comps):
-            vals = [(_number((la.get("energy_breakdown_pj") or {}).get(k)) or 0.0) / 1e6
-                    for la in layers]
-            ax.bar(pos, vals, bottom=bottom, label=k, color=palette(j % 20))
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_ylabel("energy (uJ)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[-1].set_xticks(pos, names, rotation=60, ha="right", fontsize=7)
-    total_e = _number(report.get("energy_pj"))
-    title = f"{report.get('arch')} on {report.get('workload')}"
-    if _number(report.get("cycles")) is not None:
-        title += f": {report['cycles']:,} cycles"
-    if total_e is not None:
-        title += f", {total_e / 1e6:.4g} uJ"
-    axes[0].set_title(title, fontsize=10)
-    _save(fig, out)
+    save_figure(fig, out, option=option)
+    return {"points": len(pts), "front": n_front, "front3": n_front3, "dropped": dropped}

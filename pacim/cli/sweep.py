@@ -1,4 +1,4 @@
-"""`pacim sweep` and `pacim plot`: thin click commands over pacim.sweep and pacim.sweep_plots."""
+"""`pacim sweep` and `pacim plot`: thin click commands over pacim.sweeps and the plots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from .errors import PacimError
+from ..errors import PacimError
+from .options import progress_option, seed_option
 
 
 @click.command("sweep")
@@ -23,16 +24,17 @@ from .errors import PacimError
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="JSON Lines file: one record per point, appended as points finish; an "
                    "existing file is resumed (its points are not run again).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local worker processes [default: one per core; 0 runs in this process].")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Run on a Dask distributed cluster (needs pacim[dask]).")
 @click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast sweeps).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the built-in workloads.")
+@seed_option(0, "Seed of the built-in workloads (>= 0).")
 @click.option("--fresh", is_flag=True, help="Start --out afresh instead of resuming it.")
+@progress_option
 def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, ...],
                   sets: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
-                  no_data: bool, seed: int, fresh: bool) -> None:
+                  no_data: bool, seed: int, fresh: bool, progress: bool | None) -> None:
     """Run a parameter sweep: every --grid combination x every --workload.
 
     \b
@@ -41,12 +43,23 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
           --set pac.dynamic=null --grid pac.operand=2,3,4,5,6 --grid macro.banks=4,8,16,32 \\
           --out sweep.jsonl
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o pareto.png
+      pacim sweep --arch pacim_65nm --workload resnet18 --no-data --grid macro.banks=8,16,32 \\
+          --grid area.full_adder.value=14.8,25.8 --out area.jsonl   # area entries grid too
+      pacim plot area.jsonl --x area_mm2 --y energy_pj --pareto -o area.png
       pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
     """
-    from .arch import load_arch, parse_assignment
-    from .progress import Progress
-    from .report import check_writable
-    from .sweeps import dask_client, expand_grid, parse_grid_option, shutdown_executor, sweep
+    from ..arch import load_arch, parse_assignment
+    from ..progress import Progress
+    from ..sweeps import (
+        PARETO_FIELD,
+        check_store_path,
+        dask_client,
+        expand_grid,
+        mark_pareto,
+        parse_grid_option,
+        shutdown_executor,
+        sweep,
+    )
 
     if workers is not None and scheduler is not None:
         raise PacimError("--workers and --scheduler exclude each other")
@@ -58,17 +71,17 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
             raise PacimError(f"--grid {key} given twice")
         grid[key] = values
     n_points = len(expand_grid(grid)) * len(set(workloads))
-    check_writable(out)
+    check_store_path(out, "--out")
 
     executor: Any = None
     client = None
     if scheduler is not None:
         executor = client = dask_client(scheduler)
     elif workers is not None:
-        from .sweeps import local_executor
+        from ..sweeps import local_executor
 
         executor = local_executor(min(workers, n_points))
-    prog = Progress("sweep")
+    prog = Progress("sweep", force=progress)
 
     def on_progress(done: int, failed: int, total: int) -> None:
         prog.extra = f"failed {failed} left {total - done} "
@@ -90,10 +103,26 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     failed = [r for r in records if r.get("status") != "ok"]
     click.echo(f"{len(records)} points ({len(records) - len(failed)} ok, {len(failed)} failed) "
                f"in {dt:.1f} s -> {out}")
-    for r in failed[:3]:
-        click.echo(f"  failed {r.get('workload')} {r.get('overrides')}: {r.get('error')}")
-    if len(failed) > 3:
-        click.echo(f"  ... and {len(failed) - 3} more (status 'error' in {out})")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in failed:  # one line per distinct reason, not one per point
+        groups.setdefault(str(r.get("error")), []).append(r)
+    if records and len(failed) == len(records):
+        why = "; ".join(f"{err} ({len(rs)} point{'s' * (len(rs) > 1)})"
+                        for err, rs in list(groups.items())[:3])
+        more = f"; and {len(groups) - 3} other reasons" if len(groups) > 3 else ""
+        raise PacimError(f"no point succeeded: {why}{more}")
+    front = [r for r in mark_pareto(records) if r.get(PARETO_FIELD)]
+    if front:
+        click.echo(f"{len(front)} on the energy / latency / area Pareto front: "
+                   + "; ".join(f"{r.get('workload')} {r.get('overrides')}" for r in front[:5])
+                   + (" ..." if len(front) > 5 else ""))
+    for err, rs in list(groups.items())[:3]:
+        first = rs[0]
+        where = f"{first.get('workload')} {first.get('overrides')}"
+        others = f" and {len(rs) - 1} more point(s)" if len(rs) > 1 else ""
+        click.echo(f"  failed {where}{others}: {err}")
+    if len(groups) > 3:
+        click.echo(f"  ... and {len(groups) - 3} more reasons (status 'error' in {out})")
 
 
 @click.command("plot")
@@ -108,27 +137,35 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
 @click.option("--max-y", is_flag=True, help="Larger y is better (Pareto), e.g. sqnr_db.")
 @click.option("--logx", is_flag=True, help="Log-scale x axis.")
 @click.option("--logy", is_flag=True, help="Log-scale y axis.")
+@click.option("--front3", is_flag=True,
+              help="Outline the points on the energy / latency / area Pareto front.")
 def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto: bool,
-                 max_x: bool, max_y: bool, logx: bool, logy: bool) -> None:
+                 max_x: bool, max_y: bool, logx: bool, logy: bool, front3: bool) -> None:
     """Plot a sweep (JSONL: scatter + Pareto front) or a simulate JSON report (per layer).
 
     \b
     Examples:
       pacim plot sweep.jsonl --x latency_s --y energy_pj --color pac.operand --pareto -o f.png
       pacim plot sweep.jsonl --x tops_per_w --max-x --y sqnr_db --max-y --pareto -o acc.png
+      pacim plot sweep.jsonl --x area_mm2 --y energy_pj --pareto --front3 -o area.png
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
       pacim plot r.json -o layers.png
     """
-    from .report import check_writable
-    from .sweep_plots import load_plot_input, plot_report_layers, plot_sweep
+    from ..report import check_writable
+    from ..report.plots import plot_report_layers
+    from ..sweeps.plots import load_plot_input, plot_sweep
 
+    check_writable(out, "-o", image=True)
     kind, content = load_plot_input(path)
-    check_writable(out)
     if kind == "report":
-        plot_report_layers(content, out)
+        plot_report_layers(content, out, option="-o")
         click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")
     else:
         info = plot_sweep(content, out, x=x, y=y, color=color, pareto=pareto,
-                          maximize=(max_x, max_y), log=(logx, logy))
+                          maximize=(max_x, max_y), log=(logx, logy), front3=front3,
+                          option="-o")
         front = f", {info['front']} on the Pareto front" if pareto else ""
-        click.echo(f"{info['points']} points{front} -> {out}")
+        if front3:
+            front += f", {info['front3']} on the energy / latency / area front"
+        left = f" ({info['dropped']})" if info["dropped"] else ""
+        click.echo(f"{info['points']} points{front} -> {out}{left}")

@@ -1,0 +1,99 @@
+"""`pacim simulate`: one workload on one chip: per-layer table, summary, JSON/CSV/plot/trace."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import PacimError
+from .options import SET_HELP, overrides, progress_option, seed_option
+
+
+@click.command("simulate")
+@click.option("--arch", "arch_path", required=True, help="Architecture YAML (or shipped name).")
+@click.option("--workload", required=True,
+              help="Built-in name (resnet18, resnet18-cifar, llm-layer, smollm2-135m), a "
+                   "workload YAML, an ONNX file or a Llama-family .gguf (needs pacim[llm]).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write per-layer CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a figure (format by extension: png, pdf, svg, ...): per-layer energy "
+                   "breakdown and a total pie.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="Write every scheduler event as CSV.")
+@click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast).")
+@seed_option(None, "Seed of the built-in workloads, >= 0 (default: the workload file's, else 0).")
+@click.option("--tokens", type=click.IntRange(min=1), default=None,
+              help="Token count of LLM workloads.")
+@click.option("--quiet", "-q", is_flag=True, help="Print the summary only, no per-layer table.")
+@progress_option
+def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
+                     json_path: str | None, csv_path: str | None, plot_path: str | None,
+                     trace_path: str | None, no_data: bool, seed: int | None,
+                     tokens: int | None, quiet: bool, progress: bool | None) -> None:
+    """Simulate a workload on a CiM chip: per-layer table and summary.
+
+    Every output option is checked (directory, permission, figure format) before the run, and
+    every write is checked after it: a failure is one line, exit status 2, no partial file.
+
+    \b
+    Table columns: MACs; dig.cyc = mean digital bit-serial cycles per vector-tile (wbit x xbit
+    when exact); SQNR dB vs the exact macro; cycles; stalls = cycles the banks wait (weight
+    load, memory, PAC engine, encoder, drain); rd/wr Mbit over all memory levels; energy uJ.
+    The summary adds the clock at VDD, latency (ms), memory traffic (Mbit), energy (uJ), TOPS/W.
+
+    \b
+    Examples:
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18-cifar \\
+          --set pac.operand=3 --set pac.dynamic=null --json out.json --csv layers.csv
+      pacim simulate --arch arch_configs/pacim_65nm.yaml --workload workloads/tiny_cnn.yaml
+      pacim simulate --arch pacim_65nm --workload resnet18 --no-data --no-progress > log.txt
+    """
+    from ..arch import load_arch
+    from ..pipeline import simulate as run
+    from ..progress import Progress
+    from ..report import check_outputs
+    from ..sched.trace import TraceWriteError
+
+    outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path,
+               "--trace": trace_path}
+    check_outputs(outputs, images=("--plot",))
+    arch = load_arch(arch_path, overrides(sets))
+    opts: dict[str, Any] = {}
+    if tokens is not None:
+        opts["tokens"] = tokens
+    trace_existed = trace_path is not None and os.path.lexists(trace_path)
+    try:
+        with Progress("simulate", force=progress) as prog:
+            report = run(arch, workload, data=not no_data, seed=seed, progress=prog,
+                         trace_path=trace_path, **opts)
+    except BaseException as e:
+        if trace_path is not None and not trace_existed and Path(trace_path).is_file():
+            with contextlib.suppress(OSError):  # no partial trace of a failed run
+                os.unlink(trace_path)
+        if isinstance(e, TraceWriteError):
+            raise PacimError(f"--trace {trace_path}: cannot write: {e.reason}") from None
+        if (isinstance(e, OSError) and trace_path is not None
+                and e.filename in (None, trace_path)):  # the run writes only the trace
+            raise PacimError(f"--trace {trace_path}: cannot write: {e.strerror or e}") from None
+        raise
+    if quiet:
+        from ..report import summary_text
+
+        click.echo(summary_text(report.to_dict()))
+    else:
+        click.echo(report.table())
+    if json_path:
+        report.to_json(json_path, option="--json")
+    if csv_path:
+        report.to_csv(csv_path, option="--csv")
+    if plot_path:
+        from ..report.plots import plot_report
+
+        plot_report(report.to_dict(), plot_path, option="--plot")
