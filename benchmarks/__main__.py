@@ -31,6 +31,7 @@ BENCHES = [
     ("bench_sweep", True),
     ("bench_accuracy", True),
     ("bench_analog", True),  # speed in --quick; the sweeps and the data study in the full run
+    ("bench_fashion", True),  # quick: the speed ratio only; full: the table, hardware, thresholds
     ("bench_llm", False),
 ]
 

@@ -176,6 +176,14 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
     from benchmarks import bench_analog
 
     lines += bench_analog.results_md(results)
+
+    fashion = results.get("fashion_resnet18", {}).get("figures", {})
+    if fashion and "skipped" not in fashion:
+        from benchmarks.fashion_report import section, update_readme
+
+        lines += section(fashion)
+        update_readme(fashion, ROOT / "README.md")
+
     figs = _make_figures(results)
     if figs:
         lines += ["", "## Figures", ""]

@@ -110,7 +110,7 @@ def test_normalization_sources_and_errors(tmp_path):
 # --- end to end on a CIFAR-format dataset ------------------------------------------------------
 
 
-def _colour_net(path) -> None:
+def colour_net(path) -> None:
     """A CNN whose answer is the image's dominant colour channel: conv-bn-relu, maxpool, GAP,
     gemm (3 classes)."""
     onnx = pytest.importorskip("onnx")
@@ -139,7 +139,7 @@ def _colour_net(path) -> None:
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
 
 
-def _colour_cifar(path, n: int = 96) -> np.ndarray:
+def colour_cifar(path, n: int = 96) -> np.ndarray:
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 3, n)
     imgs = rng.integers(0, 140, (n, 3, 32, 32))
@@ -152,8 +152,8 @@ def test_evaluate_end_to_end_on_cifar_format(tmp_path):
     pytest.importorskip("onnx")
     from pacim.accuracy import evaluate
 
-    _colour_net(tmp_path / "colour.onnx")
-    _colour_cifar(tmp_path / "test_batch")
+    colour_net(tmp_path / "colour.onnx")
+    colour_cifar(tmp_path / "test_batch")
     res = evaluate(tmp_path / "colour.onnx", tmp_path / "test_batch", "pacim_65nm",
                    batch=40, norm=Normalization.parse(norm="cifar10"))
     print("\ncolour CIFAR-format top-1:", {m: round(100 * a, 2) for m, a in res["top1"].items()},
@@ -173,8 +173,8 @@ def test_accuracy_command(tmp_path):
 
     from pacim.accuracy import accuracy_command
 
-    _colour_net(tmp_path / "colour.onnx")
-    _colour_cifar(tmp_path / "test_batch", n=20)
+    colour_net(tmp_path / "colour.onnx")
+    colour_cifar(tmp_path / "test_batch", n=20)
     out = tmp_path / "acc.json"
     args = ["--model", str(tmp_path / "colour.onnx"), "--data", str(tmp_path / "test_batch"),
             "--arch", "pacim_65nm", "--limit", "12", "--modes", "float,pac", "--norm",

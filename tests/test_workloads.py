@@ -375,7 +375,8 @@ def test_yaml_missing_file_and_builtin_overrides(tmp_path):
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names_and_errors():
-    assert available_workloads() == ["resnet18", "resnet18-cifar", "llm-layer", "smollm2-135m"]
+    assert available_workloads() == ["resnet18", "resnet18-cifar", "llm-layer", "smollm2-135m",
+                                     "fashion-resnet18"]
     with pytest.raises(PacimError, match="unknown workload 'resnet50'.*resnet18, resnet18-cifar"):
         load_workload("resnet50")
     with pytest.raises(PacimError, match="bach: unknown option .*valid options: batch"):

@@ -37,6 +37,9 @@ LAZY_COMMANDS = {
     "plot": "pacim.cli.sweep:plot_command",
     "llm": "pacim.llm.cli:llm_group",
     "accuracy": "pacim.accuracy:accuracy_command",
+    "data": "pacim.accuracy.cli:data_group",
+    "train": "pacim.accuracy.train.cli:train_command",
+    "calibrate-thresholds": "pacim.accuracy.thresholds:calibrate_command",
 }
 
 # exceptions a user's input or environment causes; anything else is a bug (traceback, exit 1)

@@ -77,6 +77,11 @@ def _smollm2(name: str, *, data: bool, seed: int, **options: Any) -> Workload:
     )
 
 
+def _fashion(name: str, *, data: bool, seed: int, **options: Any) -> Workload:
+    from ..accuracy.shipped import fashion_workload  # the shipped trained model, real images
+
+    return fashion_workload(name, data=data, seed=seed, **options)
+
 _GGUF_FIXED = ("model", "seed", "include_head")  # smollm2_workload parameters set here
 
 
@@ -107,6 +112,7 @@ BUILTINS = {
     "resnet18-cifar": _resnet,
     "llm-layer": _llm_layer,
     "smollm2-135m": _smollm2,
+    "fashion-resnet18": _fashion,
 }
 
 

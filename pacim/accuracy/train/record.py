@@ -1,0 +1,61 @@
+"""A training record (``train.json``) as markdown: what ran, with which seed, how long, how well.
+
+``python -m pacim.accuracy.train.record runs/x/train.json > TRAINING.md``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def training_markdown(rec: dict[str, Any], title: str = "Training record") -> str:
+    """Markdown summary of a train.json record."""
+    c = rec["config"]
+    cmds = rec.get("commands") or [rec.get("command")]
+    total = sum(s["seconds"] for s in rec["stages"].values())
+    lines = [f"# {title}", "",
+             "Generated from `train.json` by `python -m pacim.accuracy.train.record`.", "",
+             f"- data: `{c['data']}`, {rec.get('train_images')} training images "
+             f"({c['holdout']} held out: train[{rec['holdout']['start']}:"
+             f"{rec['holdout']['stop']}]), {rec.get('test_images')} test images",
+             f"- network: PacResNet18 width {c['width']}, stem stride {c['stem_stride']}; "
+             f"seed {c['seed']}; batch {c['batch']}; torch {rec.get('torch', '?')}",
+             f"- normalization: mean {rec['normalization']['mean']}, std "
+             f"{rec['normalization']['std']}",
+             f"- wall time of all stages: {total / 60:.1f} min "
+             f"({total / 3600:.2f} h; training and the per-epoch test pass, data loading "
+             "excluded)", "", "Command lines, in the order they ran (a rerun resumes):", ""]
+    for cmd, code in zip(cmds, rec.get("code", [""] * len(cmds)), strict=False):
+        lines.append(f"- `{cmd}` ({code})")
+    lines += ["", "| stage | layer mode | epochs | lr | wall time | test top-1 (torch, own mode) |",
+              "|---|---|---|---|---|---|"]
+    for name, s in rec["stages"].items():
+        mode = s["mode"] + (f", trim noise {s['trim_noise']:g} %" if s["mode"] == "nat" else "")
+        top1 = 100 * s.get("test_top1", float("nan"))
+        lines.append(f"| {name} | {mode} | {s['epochs']} | {s['lr']:g} | "
+                     f"{s['seconds'] / 60:.1f} min | {top1:.2f}% |")
+    lines += ["", "Every epoch:", "", "| stage | epoch | loss | train top-1 | test top-1 | "
+              "mean digital cycles | seconds |", "|---|---|---|---|---|---|---|"]
+    for e in rec["epochs"]:
+        cyc = e.get("digital_cycles_mean")
+        lines.append(f"| {e['stage']} | {e['epoch']} | {e['loss']:.4f} | "
+                     f"{100 * e['train_top1']:.2f}% | {100 * e['test_top1']:.2f}% | "
+                     f"{'-' if cyc is None else f'{cyc:.2f}'} | {e['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the markdown of the train.json given as the argument."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m pacim.accuracy.train.record TRAIN.json", file=sys.stderr)
+        return 2
+    print(training_markdown(json.loads(Path(args[0]).read_text())), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
