@@ -40,6 +40,22 @@ def _available() -> list[tuple[str, bool]]:
     return [(m, q) for m, q in BENCHES if (HERE / f"{m}.py").is_file()]
 
 
+def _earlier_runs(paths: list[str]) -> dict[str, dict]:
+    """Benchmarks' results from earlier full runs (later files win); quick ones are refused."""
+    out: dict[str, dict] = {}
+    for p in paths:
+        try:
+            runs = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --with {p}: cannot read benchmark results: {e}") from None
+        for name, r in runs.items():
+            if r.get("quick", True):
+                raise SystemExit(f"error: --with {p}: {name} comes from a --quick run (or one "
+                                 "that does not say): a report needs full runs")
+            out[name] = r
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -47,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="benchmark module names")
     ap.add_argument("--report", action="store_true", help="also write docs/RESULTS.md")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--with", dest="with_runs", action="append", default=[], metavar="FILE",
+                    help="results.json of an earlier full run (its --out): its benchmarks "
+                    "that this run does not repeat join the results and the report")
     ap.add_argument("--update-expected", action="store_true",
                     help="rewrite benchmarks/expected.json from this run (intended changes)")
     args = ap.parse_args(argv)
@@ -56,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import BenchResult, Check
 
     results: dict[str, dict] = {}
+    earlier = _earlier_runs(args.with_runs)
     ok = True
     t_all = time.perf_counter()
     for mod_name, in_quick in _available():
@@ -85,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             "checks": [dict(name=c.name, value=c.value, op=c.op, limit=c.limit, ok=c.ok)
                        for c in res.checks],
             "seconds": dt,
+            "quick": args.quick,
         }
+    for name, r in earlier.items():
+        results.setdefault(name, r)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     if args.report:
         from benchmarks.report import write_results_md

@@ -41,27 +41,19 @@ def layer_weights(arch: Arch, net: Any, x1: np.ndarray) -> dict[str, tuple[int, 
 
 
 def speculation_values(net: Any, rec: dict[str, np.ndarray], xbit: int) -> dict[str, np.ndarray]:
-    """E of every output position of every recorded conv input (per-image quantization)."""
-    from ..macro import kernels
+    """E of every output position of every recorded conv input (per-image quantization, the
+    executor's macro operands)."""
     from ..macro.core import speculation
-    from ..workloads.onnx import pad_codes, quantize_per_sample
+    from ..macro.operands import quantize_activations
 
     out = {}
     for name, x in rec.items():
         la = net.layers[name]
         if la.kind != "conv2d":
             continue
-        q, scale, lo = quantize_per_sample(x, xbit)
-        pt, pl, pb, pr = la.conv_pads(x.shape[2], x.shape[3])
-        xp = np.empty((q.shape[0], q.shape[1], q.shape[2] + pt + pb, q.shape[3] + pl + pr),
-                      q.dtype)
-        xp[:] = pad_codes(scale, lo, xbit)[:, None, None, None]
-        xp[:, :, pt:pt + q.shape[2], pl:pl + q.shape[3]] = q
-        kh, kw = la.weight.shape[2:]
-        s = la.stride
-        ho, wo = (xp.shape[2] - kh) // s + 1, (xp.shape[3] - kw) // s + 1
-        counts = kernels.box_plane_counts(np.ascontiguousarray(xp), xbit, kh, kw, s, ho, wo)
-        out[name] = speculation(counts, la.weight[0].size)
+        act = quantize_activations(x, xbit, per="sample", kernel=tuple(la.weight.shape[2:]),
+                                   stride=la.stride, pads=la.conv_pads(x.shape[2], x.shape[3]))
+        out[name] = speculation(act.window_counts(), la.weight[0].size)
     return out
 
 
