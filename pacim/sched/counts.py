@@ -54,6 +54,11 @@ class LayerCounts:
     digital_cycles_mean: float = 0.0  # bit-serial cycles per vector-tile, mean
     busy_cycles: dict[str, int] = field(default_factory=dict)  # banks (summed), buses, engines
     simulated_events: int = 0  # events the engine processed; the rest were extrapolated
+    # attention (pacim/sched/attention.py): run-time operands, the KV cache, the periphery
+    kv_cell_write_bits: int = 0  # K^T / V bits written into the bank cells
+    kv_occupancy_bits: int = 0  # K^T / V bits the banks hold at once (at most)
+    digital_macs: int = 0  # MACs of the near-memory digital unit
+    periphery_ops: dict[str, int] = field(default_factory=dict)  # softmax, rmsnorm, rope, swiglu
 
     @property
     def total_reads_bits(self) -> int:
