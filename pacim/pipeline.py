@@ -214,9 +214,11 @@ def attention_layer_counts(arch: Arch, workload: Workload) -> dict[str, Any]:
 def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict[str, Any], *,
                   data: bool = False, stats: dict[str, MacroStats] | None = None,
                   accs: dict[str, LayerAccuracy] | None = None,
-                  exact_flags: dict[str, bool] | None = None) -> Report:
+                  exact_flags: dict[str, bool] | None = None,
+                  layer_macs: dict[str, int] | None = None) -> Report:
     """The Report of a workload from its scheduler counts (mapped layers, in order) and the
-    attention / periphery counts (attention_layer_counts)."""
+    attention / periphery counts (attention_layer_counts). `layer_macs` overrides layers' MACs
+    (a decode phase: its steps' sum)."""
     from . import energy as energy_mod
     from .sched import layer_is_exact, summarize
 
@@ -237,8 +239,11 @@ def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict
         d["energy_pj"] = sum(e.values())
         d["energy_breakdown_pj"] = e
 
+    lm = layer_macs or {}
+    macs = {la.name: lm.get(la.name, la.macs) for la in workload.layers}
     for layer in workload.layers:
         d = layer.shape_dict()
+        d["macs"] = macs[layer.name]
         if layer.mapped:
             d["exact"] = exact_flags[layer.name] and arch.analog is None
             d.update(_stats_fields(stats.get(layer.name)))
@@ -258,16 +263,16 @@ def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict
         layers_out.append(d)
 
     mean_cycles = _mean_digital_cycles(arch, mapped, counts_by_name, exact_flags)
-    att_macs = sum(la.macs for la in workload.layers if la.name in extra)
-    mapped_macs = workload.mapped_macs + att_macs
+    mapped_macs = sum(macs[la.name] for la in workload.layers if la.mapped or la.name in extra)
+    total_macs = sum(macs.values())
     summary: dict[str, Any] = {
         "version": REPORT_VERSION,
         "arch": arch.name,
         "workload": workload.name,
         "data": bool(data),
-        "macs": workload.macs,
+        "macs": total_macs,
         "mapped_macs": mapped_macs,
-        "unmapped_macs": workload.macs - mapped_macs,
+        "unmapped_macs": total_macs - mapped_macs,
         "ops": 2 * mapped_macs,
         "digital_cycles_mean": mean_cycles,
         "bit_serial_cycles": sched_summary["bit_serial_cycles"],

@@ -118,4 +118,24 @@ def summary_text(d: dict[str, Any]) -> str:
         elif "area_mm2" in d:
             line += "  area - (no area table)"
         out.append(line)
+    out += _phase_lines(d)
     return "\n".join(out)
+
+
+def _phase_lines(d: dict[str, Any]) -> list[str]:
+    """The attention and phase lines of a report that has them."""
+    out = []
+    att = d.get("attention")
+    if isinstance(att, dict):
+        out.append(f"attention {att.get('mapping')}: KV home {att.get('kv_home')}  KV reads "
+                   f"{_fmt(_scaled(att.get('kv_reads_bits'), 1e-6))} Mbit  writes "
+                   f"{_fmt(_scaled(att.get('kv_writes_bits'), 1e-6))} Mbit  cell writes "
+                   f"{_fmt(_scaled(att.get('kv_cell_write_bits'), 1e-6))} Mbit")
+    ph = d.get("phase")
+    if isinstance(ph, dict):
+        out.append(f"{ph.get('name')}: {_fmt(ph.get('tokens'))} tokens after a context of "
+                   f"{_fmt(ph.get('context'))}  tokens/s {_fmt(ph.get('tokens_per_s'))}  "
+                   f"energy/token {_fmt(_scaled(ph.get('energy_per_token_pj'), 1e-6))} uJ  "
+                   f"weight reloads/step {_fmt(ph.get('weight_reloads_per_step'))}  "
+                   f"weight-load share {_fmt(_scaled(ph.get('weight_load_share'), 100))}%")
+    return out

@@ -13,7 +13,7 @@ from .attention import (
     kv_bits,
     periphery_counts,
 )
-from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic, summarize
+from .counts import DATA_KINDS, LEVELS, LayerCounts, combine, empty_traffic, summarize
 from .engine import Engine, Resource, Task
 from .layer import DEFAULT_BATCH, STALL_CAUSES, schedule_layer
 from .mapping import (
@@ -51,6 +51,7 @@ __all__ = [
     "Steady",
     "Task",
     "attention_counts",
+    "combine",
     "check_kv_home",
     "kv_bits",
     "periphery_counts",
