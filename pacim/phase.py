@@ -101,24 +101,21 @@ def _decode_attention(arch: Arch, shape: LlmShape, name: str, kv0: int, kv1: int
 
     if arch.attention.mapping is None:
         return {}
+    from .sched import periphery_counts
+
     one = LlmShape(**{**shape.to_dict(), "blocks": 1, "head_out": 0})
-    per: dict[str, list[Any]] = {}
-    ops: dict[str, int] = {}
+    per: dict[str, list[Any]] = {PERIPHERY: []}
     for kv in range(kv0, kv1 + 1):  # one block: every block has the same attention shapes
         for n, c in attention_layer_counts(arch, step_workload(one, name, 1, kv)).items():
-            per.setdefault(n.rsplit(".", 1)[-1], []).append(c)  # by role: attn_qk, attn_pv
-        for k, v in periphery_ops(shape, 1, kv).items():
-            ops[k] = ops.get(k, 0) + v
-    summed = {n: combine(cs) for n, cs in per.items() if n != PERIPHERY}
+            if n != PERIPHERY:
+                per.setdefault(n.rsplit(".", 1)[-1], []).append(c)  # by role: attn_qk, attn_pv
+        per[PERIPHERY].append(periphery_counts(arch, PERIPHERY, periphery_ops(shape, 1, kv)))
+    summed = {n: combine(cs) for n, cs in per.items()}
     out: dict[str, Any] = {}
     for la in step_layers(shape, 1, kv0):
         if la.kind == "matmul":
-            role = la.name.rsplit(".", 1)[-1]
-            out[la.name] = replace(summed[role], name=la.name)
-    if PERIPHERY in per:
-        from .sched import periphery_counts
-
-        out[PERIPHERY] = periphery_counts(arch, PERIPHERY, ops)
+            out[la.name] = replace(summed[la.name.rsplit(".", 1)[-1]], name=la.name)
+    out[PERIPHERY] = summed[PERIPHERY]
     return out
 
 
