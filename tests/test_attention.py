@@ -239,3 +239,81 @@ def test_phase_bad_input() -> None:
         simulate_phase(arch, wl, "decode", tokens=0)
     with pytest.raises(PacimError, match="not an LLM workload"):
         simulate_phase(arch, "resnet18-cifar", "decode", tokens=2)
+
+
+# --- the command line ---------------------------------------------------------------------
+LLM = ["simulate", "--arch", "pacim_65nm", "--workload", "llm-layer", "-q"]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--context", "4", "--no-data"], ["--context needs --phase"]),
+    (["--phase", "decode", "--tokens", "2"], ["--phase needs --no-data"]),
+    (["--phase", "decode", "--no-data"], ["--phase needs --tokens"]),
+    (["--phase", "generate", "--tokens", "2", "--no-data"], ["--phase"]),
+    (["--phase", "decode", "--context", "-1", "--tokens", "2", "--no-data"], ["--context"]),
+    (["--phase", "prefill", "--tokens", "2", "--no-data", "--trace", "t.csv"],
+     ["--trace cannot be combined with --phase"]),
+    (["--set", "attention.mapping=analog", "--no-data"], ["attention.mapping"]),
+    (["--set", "attention.mapping=cim", "--set", "attention.kv_home=global_buffer",
+      "--phase", "decode", "--context", "100000", "--tokens", "2", "--no-data"],
+     ["does not fit in attention.kv_home global_buffer"]),
+])
+def test_cli_bad_phase_input(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    from tests.test_cli_errors import one_error_line, pacim
+
+    one_error_line(pacim(*LLM, *args, cwd=tmp_path), *needles)
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_cli_not_an_llm_workload(tmp_path: Path) -> None:
+    from tests.test_cli_errors import one_error_line, pacim
+
+    r = pacim("simulate", "--arch", "pacim_65nm", "--workload", "resnet18-cifar", "--phase",
+              "decode", "--tokens", "2", "--no-data", cwd=tmp_path)
+    one_error_line(r, "not an LLM workload")
+
+
+def test_cli_decode_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pacim.cli import main
+
+    out = tmp_path / "d.json"
+    r = CliRunner().invoke(main, [*LLM, "--set", "attention.mapping=cim", "--phase", "decode",
+                                  "--context", "8", "--tokens", "3", "--no-data", "--set",
+                                  "macro.banks=64", "--json", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "tokens/s" in r.output and "attention cim" in r.output
+    d = json.loads(out.read_text())
+    p = d["phase"]
+    assert p["name"] == "decode" and p["tokens"] == 3 and p["context"] == 8
+    assert d["unmapped_macs"] == 0 and p["weight_reloads_per_step"] > 0
+    assert set(p["traffic_by_kind"]) == {"weights", "activations", "kv_reads_bits",
+                                         "kv_writes_bits"}
+    assert any(la["name"] == "periphery" for la in d["layers"])
+
+
+def test_decode_4096_after_2048_fits_in_1_gib() -> None:
+    """The issue's scale target, under RLIMIT_AS 1 GiB in a fresh process (its time is
+    benchmarks/bench_phase.py's ratio)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_sched_memory import GIB, _limited
+
+    code = textwrap.dedent("""
+        import json
+        from pacim.arch import load_arch
+        from pacim.phase import simulate_phase
+        arch = load_arch("pacim_65nm", {"attention.mapping": "cim"})
+        p = simulate_phase(arch, "llm-layer", "decode", context=2048, tokens=4096).summary
+        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
+        print(json.dumps({"steps": p["phase"]["steps"], "rss": int(hwm[0].split()[1]) * 1024,
+                          "unmapped": p["unmapped_macs"]}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, preexec_fn=_limited(GIB))
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["steps"] == 4096 and d["unmapped"] == 0 and d["rss"] < GIB
