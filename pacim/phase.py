@@ -34,9 +34,16 @@ ACTIVATION_KINDS = ("act_msb", "act_full", "sparsity_counts", "outputs", "psums"
 def llm_shape(workload: Workload | str | Path, seed: int | None = None) -> tuple[LlmShape, str]:
     """The decoder shape (and the name) of an LLM workload, a built one or a name."""
     if not isinstance(workload, Workload):
+        w = str(workload)
+        if w == "smollm2-135m" or w.endswith(".gguf"):  # the shape from the metadata alone
+            try:
+                from .llm.workload import llm_shape_of
+            except ImportError as exc:
+                raise PacimError(f"workload {w} needs the llm extra: {exc}") from None
+            return llm_shape_of(w), Path(w).stem
         from .workloads import load_workload
 
-        workload = load_workload(str(workload), data=False, seed=seed)
+        workload = load_workload(w, data=False, seed=seed)
     name = str(workload.meta.get("model") or workload.meta.get("builtin") or workload.name)
     return LlmShape.of(workload), name
 
@@ -94,6 +101,11 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
     return report
 
 
+def one_block(shape: LlmShape) -> LlmShape:
+    """One block of `shape` in llm-layer naming (attn_qk, attn_pv), no head."""
+    return LlmShape(**{**shape.to_dict(), "blocks": 1, "head_out": 0, "names": "llm-layer"})
+
+
 def _decode_attention(arch: Arch, shape: LlmShape, name: str, kv0: int, kv1: int
                       ) -> dict[str, Any]:
     """Attention and periphery counts of decode steps at KV lengths kv0..kv1, summed."""
@@ -101,14 +113,14 @@ def _decode_attention(arch: Arch, shape: LlmShape, name: str, kv0: int, kv1: int
 
     if arch.attention.mapping is None:
         return {}
-    from .sched import periphery_counts
+    from .sched import attention_counts, periphery_counts
 
-    one = LlmShape(**{**shape.to_dict(), "blocks": 1, "head_out": 0})
     per: dict[str, list[Any]] = {PERIPHERY: []}
+    one = one_block(shape)
     for kv in range(kv0, kv1 + 1):  # one block: every block has the same attention shapes
-        for n, c in attention_layer_counts(arch, step_workload(one, name, 1, kv)).items():
-            if n != PERIPHERY:
-                per.setdefault(n.rsplit(".", 1)[-1], []).append(c)  # by role: attn_qk, attn_pv
+        for la in step_layers(one, 1, kv):
+            if la.kind == "matmul":
+                per.setdefault(la.name, []).append(attention_counts(arch, la))
         per[PERIPHERY].append(periphery_counts(arch, PERIPHERY, periphery_ops(shape, 1, kv)))
     summed = {n: combine(cs) for n, cs in per.items()}
     out: dict[str, Any] = {}

@@ -127,3 +127,17 @@ def smollm2_workload(
         "periphery_ops": periphery_ops(shape, t, t),
     }
     return Workload(name=f"{model}-{t}", layers=tuple(layers), meta=meta)
+
+
+def llm_shape_of(model: str = "smollm2-135m", include_head: bool = True) -> LlmShape:
+    """The decoder shape of a model name or Llama GGUF path, from its metadata alone."""
+    from pacim.llm.fetch import resolve_model
+    from pacim.llm.gguf_io import read_gguf_config
+
+    cfg = read_gguf_config(resolve_model(model))
+    if cfg.family != "llama" or cfg.sliding_window:
+        raise PacimError(f"{model}: the phases model Llama attention over the whole prefix; a "
+                         f"{cfg.family} model with sliding windows is not modelled yet")
+    return LlmShape(blocks=cfg.n_layers, hidden=cfg.d_model, ffn=cfg.d_ff, heads=cfg.n_heads,
+                    kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim,
+                    head_out=cfg.vocab_size if include_head else 0, names="gguf")
