@@ -69,8 +69,10 @@ def _check(phase: str, context: int, tokens: int) -> None:
 
 def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, phase: str, *,
                    context: int = 0, tokens: int = 1, seed: int | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> Report:
-    """Prefill or decode of an LLM workload (shapes only); the report gains a "phase" block."""
+                   progress: Callable[[int, int, str], None] | None = None,
+                   cache: bool = True) -> Report:
+    """Prefill or decode of an LLM workload (shapes only); the report gains a "phase" block.
+    `cache`: reuse identical shapes-only schedules of this process (sched.schedule)."""
     from .sched import combine, schedule
 
     _check(phase, context, tokens)
@@ -81,7 +83,7 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
         progress(0, 2, "scheduler")
     if phase == "prefill":
         wl = step_workload(shape, f"{name}-prefill", tokens, context + tokens)
-        counts = schedule(arch, wl)
+        counts = schedule(arch, wl, cache=cache)
         report = counts_report(arch, wl, counts, attention_layer_counts(arch, wl))
         steps = 1
     else:
@@ -89,7 +91,7 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
         wl = step_workload(shape, f"{name}-decode", 1, kv0)
         # the KV home must hold the cache at its longest (the last step's)
         attention_layer_counts(arch, step_workload(shape, name, 1, kv1))
-        lin = [combine([c], repeat=tokens) for c in schedule(arch, wl)]
+        lin = [combine([c], repeat=tokens) for c in schedule(arch, wl, cache=cache)]
         extra = _decode_attention(arch, shape, name, kv0, kv1)
         macs = _decode_macs(wl, shape, kv0, kv1, tokens)
         report = counts_report(arch, wl, lin, extra, layer_macs=macs)
