@@ -317,3 +317,30 @@ def test_decode_4096_after_2048_fits_in_1_gib() -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert d["steps"] == 4096 and d["unmapped"] == 0 and d["rss"] < GIB
+
+
+# --- a real model's shape -----------------------------------------------------------------
+def _smollm2_shape() -> LlmShape:
+    pytest.importorskip("gguf")
+    from pacim.llm.workload import llm_shape_of
+
+    try:
+        return llm_shape_of("smollm2-135m")
+    except PacimError as e:  # no network and no cached download
+        pytest.skip(f"SmolLM2-135M not available: {e}")
+
+
+def test_smollm2_decode_shape_and_kv() -> None:
+    """SmolLM2-135M: 30 blocks, 9 heads on 3 KV heads of 64; decode maps every MAC and reads
+    the cached K and V of every block each step."""
+    shape = _smollm2_shape()
+    assert (shape.blocks, shape.heads, shape.kv_heads, shape.head_dim) == (30, 9, 3, 64)
+    arch = load_arch("pacim_65nm", {"attention.mapping": "cim"})
+    s = simulate_phase(arch, "smollm2-135m", "decode", context=32, tokens=4).summary
+    assert s["unmapped_macs"] == 0 and s["workload"].endswith("-decode")
+    wbit = arch.macro.wbit
+    reads = sum(2 * 30 * 3 * (32 + i) * 64 * wbit for i in range(4))
+    assert s["phase"]["traffic_by_kind"]["kv_reads_bits"] == reads
+    lin = sum(la.macs for la in step_layers(shape, 1, 1) if la.kind == "linear")
+    att = 2 * 30 * 9 * 64 * sum(33 + i for i in range(4))
+    assert s["macs"] == 4 * lin + att

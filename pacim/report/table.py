@@ -65,7 +65,11 @@ def format_table(d: dict[str, Any]) -> str:
             la["energy_uj"] = la["energy_pj"] / 1e6
         if "stall_cycles.total" in la:
             la["stall_cycles_total"] = la["stall_cycles.total"]
-        if not la.get("mapped", True):
+        if la.get("attention_mapping"):  # a matmul on the macro / the digital unit
+            la["digital_cycles_mean"] = la["attention_mapping"]
+        elif la.get("kind") == "periphery":
+            la["digital_cycles_mean"] = "periphery"
+        elif not la.get("mapped", True):
             la["digital_cycles_mean"] = "not mapped"
     cells = [[_fmt(la.get(key)) for _, key in cols] for la in layers]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, (h, _) in enumerate(cols)]
