@@ -32,6 +32,7 @@ BENCHES = [
     ("bench_accuracy", True),
     ("bench_analog", True),  # speed in --quick; the sweeps and the data study in the full run
     ("bench_fashion", True),  # quick: the speed ratio only; full: the table, hardware, thresholds
+    ("bench_phase", True),  # quick: the decode speed ratio and exactness; full: the table, sweep
     ("bench_llm", False),
 ]
 

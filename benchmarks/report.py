@@ -184,6 +184,13 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
         lines += section(fashion)
         update_readme(fashion, ROOT / "README.md")
 
+    phase = results.get("phase", {}).get("figures", {})
+    if phase.get("table"):
+        from benchmarks.phase_report import section, update_llm_doc
+
+        lines += ["", "## LLM inference phases (bench_phase)", "", *section(phase)]
+        update_llm_doc(phase, DOCS / "LLM.md")
+
     figs = _make_figures(results)
     if figs:
         lines += ["", "## Figures", ""]
@@ -266,6 +273,11 @@ def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
     p = bench_analog.figure(results, DOCS / "analog_sweep.png")
     if p is not None:
         out.append(("analog BP/BS: SQNR vs ADC bits and noise, column sums of real data", p))
+    from benchmarks import phase_report
+
+    p = phase_report.figure(results.get("phase", {}).get("figures", {}), DOCS / "llm_context.png")
+    if p is not None:
+        out.append(("decode energy per token and memory reads against context", p))
     area_png = _area_figure(results, plt)
     if area_png is not None:
         out.append(("chip area by component", area_png))

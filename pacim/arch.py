@@ -11,32 +11,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from .arch_attention import Attention, check_attention
+from .arch_base import (
+    MAX_FACTOR,
+    MAX_FREQ_MHZ,
+    MAX_KIB,
+    MAX_NODE_NM,
+    MAX_PJ,
+    MAX_RATE,
+    MAX_UM2,
+    MIN_FREQ_MHZ,
+    MIN_KIB,
+    MIN_NODE_NM,
+    MIN_PJ,
+    MIN_RATE,
+    MIN_UM2,
+    MIN_VDD,
+    EnergyTable,
+    Strict,
+)
+from .arch_base import (
+    EnergyEntry as EnergyEntry,
+)
 from .config_io import apply_overrides, read_yaml
 from .config_io import parse_assignment as parse_assignment  # re-exported: arch's API
 from .config_io import parse_value as parse_value
 from .config_io import split_assignment as split_assignment
 from .errors import ConfigError
 
-
-class _Strict(BaseModel):
-    # every float of the chip is finite: inf / nan are rejected naming the field
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-# Upper bounds far beyond any real chip: they keep products of the counts finite (a value that
-# overflows float64 would turn into inf energy and a silent TOPS/W of 0).
-# Lower bounds keep divisions finite (a rate of 1e-300 per cycle would overflow the cycle count).
-MAX_PJ = 1e6  # per event or per bit, pJ (DRAM is ~10 pJ/bit); also leakage, mW
-MIN_PJ = 1e-9  # pJ: below kT ln 2 at 300 K (2.9e-9 pJ), the least any bit operation costs
-MIN_FREQ_MHZ, MAX_FREQ_MHZ = 1e-3, 1e6  # 1 kHz .. 1 THz (also the clock at the operating vdd)
-MIN_VDD = 0.05  # V
-MIN_KIB, MAX_KIB = 1 / 1024, float(1 << 40)  # 1 byte .. 1 PiB
-MIN_RATE, MAX_RATE = 1e-3, 1e9  # PAC engine / encoder throughput per cycle
-MIN_NODE_NM, MAX_NODE_NM = 0.1, 1e4  # process node (area scales with its square)
-MIN_UM2, MAX_UM2 = 1e-6, 1e12  # area per unit: a 1 nm x 1 nm square .. 1 m^2
-MAX_FACTOR = 1e3  # area factors (periphery overhead, bank scale)
+_Strict = Strict  # the strict base every section uses (arch_base.Strict)
 
 
 class Technology(_Strict):
@@ -185,31 +190,6 @@ class Memory(_Strict):
                 "bank_buffer": self.bank_buffer}
 
 
-class EnergyEntry(_Strict):
-    """One energy-table value (pJ per event at vdd_nom, or mW for leakage) with its source."""
-
-    value: float = Field(ge=MIN_PJ, le=MAX_PJ, description="> 0: an event always costs energy; "
-                         "a component the chip lacks is left out of the table (null)")
-    source: str = ""
-    calibrated: bool = False
-
-
-class EnergyTable(_Strict):
-    """Per-event energies (pJ at technology.vdd_nom). See pacim/energy/ for their use."""
-
-    and_gate: EnergyEntry | None = None  # D-CiM: one 1b x 1b AND in a bit-cell
-    full_adder: EnergyEntry | None = None  # one full-adder operation in the column adder tree
-    accumulator_bit: EnergyEntry | None = None  # shift-accumulate, per accumulated bit
-    bpbs_array: EnergyEntry | None = None  # BP/BS: array + drivers, per column conversion
-    bpbs_adc: EnergyEntry | None = None  # BP/BS: ADC, per column conversion
-    bpbs_datapath: EnergyEntry | None = None  # BP/BS: near-memory datapath, per conversion
-    pac_op: EnergyEntry | None = None  # PAC engine: count multiply + shift-add, per pair term
-    encoder_bit: EnergyEntry | None = None  # sparsity encoder, per activation bit counted
-    weight_write_bit: EnergyEntry | None = None  # writing one weight bit into the banks
-    psum_bit: EnergyEntry | None = None  # partial-sum / accumulator traffic, per bit
-    leakage_mw: EnergyEntry | None = None  # static power at vdd_nom, mW
-
-
 class AreaEntry(_Strict):
     """One area-table value (um^2 per unit at area.node_nm) with its source."""
 
@@ -281,6 +261,7 @@ class Arch(_Strict):
     energy: EnergyTable = EnergyTable()
     analog: Analog | None = None  # bp_bs only: the ADC model; null = exact integer arithmetic
     area: AreaTable | None = None  # silicon area table; None: no area figures
+    attention: Attention = Attention()  # activation x activation products (QK^T, PV)
 
     @model_validator(mode="after")
     def _consistent(self) -> Arch:
@@ -300,6 +281,11 @@ class Arch(_Strict):
             raise ValueError("analog needs macro.kind bp_bs: a bit_serial D-CiM macro is digital")
         if m.kind == "bp_bs" and m.wbit > m.cols:
             raise ValueError(f"bp_bs needs wbit ({m.wbit}) <= macro.cols ({m.cols})")
+        return self
+
+    @model_validator(mode="after")
+    def _attention(self) -> Arch:
+        check_attention(self.attention, self.energy)
         return self
 
     @model_validator(mode="after")

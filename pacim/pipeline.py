@@ -147,8 +147,7 @@ def simulate(
     arch: an Arch or a YAML path; workload: a Workload or a name/path for `load_workload`.
     data=False simulates shapes only, with documented default statistics (fast, for sweeps).
     """
-    from . import energy as energy_mod
-    from .sched import layer_is_exact, schedule, summarize
+    from .sched import layer_is_exact, schedule
     from .workloads import load_workload
 
     if not isinstance(arch, Arch):
@@ -187,35 +186,94 @@ def simulate(
     if progress is not None:
         progress(len(mapped), total, "scheduler")
     counts = schedule(arch, workload, stats if data else None, trace_path=trace_path)
-    counts_by_name = {c.name: c for c in counts}
-    sched_summary = summarize(counts)
+    report = counts_report(arch, workload, counts, attention_layer_counts(arch, workload),
+                           data=data, stats=stats, accs=accs, exact_flags=exact_flags)
+    if progress is not None:
+        progress(total, total, "done")
+    return report
 
+
+PERIPHERY = "periphery"  # the report row of the digital periphery's operations
+
+
+def attention_layer_counts(arch: Arch, workload: Workload) -> dict[str, Any]:
+    """Counts of the matmul layers and of the digital periphery (workload meta
+    "periphery_ops") when arch.attention.mapping is set, by layer name; else {}."""
+    from .sched import attention_counts, check_kv_home, periphery_counts
+
+    if arch.attention.mapping is None:
+        return {}
+    check_kv_home(arch, workload.layers, f"workload {workload.name}")
+    out = {la.name: attention_counts(arch, la) for la in workload.layers if la.kind == "matmul"}
+    ops = workload.meta.get("periphery_ops")
+    if ops:
+        out[PERIPHERY] = periphery_counts(arch, PERIPHERY, ops)
+    return out
+
+
+def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict[str, Any], *,
+                  data: bool = False, stats: dict[str, MacroStats] | None = None,
+                  accs: dict[str, LayerAccuracy] | None = None,
+                  exact_flags: dict[str, bool] | None = None,
+                  layer_macs: dict[str, int] | None = None) -> Report:
+    """The Report of a workload from its scheduler counts (mapped layers, in order) and the
+    attention / periphery counts (attention_layer_counts). `layer_macs` overrides layers' MACs
+    (a decode phase: its steps' sum)."""
+    from . import energy as energy_mod
+    from .sched import layer_is_exact, summarize
+
+    stats, accs = stats or {}, accs or {}
+    mapped = [la for la in workload.layers if la.mapped]
+    if exact_flags is None:
+        exact_flags = {la.name: layer_is_exact(arch, la, first=i == 0)
+                       for i, la in enumerate(mapped)}
+    counts_by_name = {c.name: c for c in counts}
+    all_counts = list(counts) + list(extra.values())
+    sched_summary = summarize(all_counts)
     layers_out: list[dict[str, Any]] = []
     breakdowns: dict[str, dict[str, float]] = {}
+
+    def costed(d: dict[str, Any], c: Any) -> None:
+        d.update(layer_schedule_fields(c))
+        e = breakdowns[c.name] = energy_mod.layer_energy(arch, c)
+        d["energy_pj"] = sum(e.values())
+        d["energy_breakdown_pj"] = e
+
+    lm = layer_macs or {}
+    macs = {la.name: lm.get(la.name, la.macs) for la in workload.layers}
     for layer in workload.layers:
         d = layer.shape_dict()
+        d["macs"] = macs[layer.name]
         if layer.mapped:
             d["exact"] = exact_flags[layer.name] and arch.analog is None
             d.update(_stats_fields(stats.get(layer.name)))
             d["accuracy"] = accs[layer.name].to_dict() if layer.name in accs else None
             c = counts_by_name.get(layer.name)
             if c is not None:
-                d.update(layer_schedule_fields(c))
-                e = breakdowns[layer.name] = energy_mod.layer_energy(arch, c)
-                d["energy_pj"] = sum(e.values())
-                d["energy_breakdown_pj"] = e
+                costed(d, c)
+        elif layer.name in extra:
+            d["attention_mapping"] = arch.attention.mapping
+            costed(d, extra[layer.name])
+            d.update(attention_layer_fields(extra[layer.name]))
+        layers_out.append(d)
+    if PERIPHERY in extra:
+        d = {"name": PERIPHERY, "kind": PERIPHERY, "macs": 0, "mapped": False}
+        costed(d, extra[PERIPHERY])
+        d["periphery_ops"] = dict(extra[PERIPHERY].periphery_ops)
         layers_out.append(d)
 
     mean_cycles = _mean_digital_cycles(arch, mapped, counts_by_name, exact_flags)
+    mapped_macs = sum(macs[la.name] for la in workload.layers if la.mapped or la.name in extra)
+    total_macs = sum(macs.values())
     summary: dict[str, Any] = {
         "version": REPORT_VERSION,
         "arch": arch.name,
         "workload": workload.name,
         "data": bool(data),
-        "macs": workload.macs,
-        "mapped_macs": workload.mapped_macs,
-        "unmapped_macs": workload.macs - workload.mapped_macs,
-        "ops": 2 * workload.mapped_macs,
+        "macs": total_macs,
+        "mapped_macs": mapped_macs,
+        "unmapped_macs": total_macs - mapped_macs,
+        "ops": 2 * mapped_macs,
         "digital_cycles_mean": mean_cycles,
         "bit_serial_cycles": sched_summary["bit_serial_cycles"],
         "accuracy": _overall_accuracy(accs) if data else None,
@@ -223,17 +281,45 @@ def simulate(
     for key in ("cycles", "latency_s", "memory", "stall_cycles", "weight_reloads", "events"):
         if key in sched_summary:
             summary[key] = sched_summary[key]
-    summary.update(energy_mod.energy_report(arch, counts, workload.mapped_macs, mean_cycles,
-                                            [breakdowns[c.name] for c in counts]))
+    if extra:
+        summary["attention"] = attention_summary(arch, extra.values())
+    summary.update(energy_mod.energy_report(arch, all_counts, mapped_macs, mean_cycles,
+                                            [breakdowns[c.name] for c in all_counts]))
     summary.update(energy_mod.area_report(arch, summary))  # geometry x area table
     for d in layers_out:
         d.update(energy_mod.layer_area_fields(arch, d, summary["area_mm2"]))
     summary["arch_config"] = arch.to_dict()
     summary["workload_meta"] = {k: v for k, v in workload.meta.items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}
-    if progress is not None:
-        progress(total, total, "done")
     return Report(summary=summary, layers=layers_out)
+
+
+def attention_layer_fields(c: Any) -> dict[str, Any]:
+    """Report fields of an attention layer's counts (beyond layer_schedule_fields)."""
+    return {"kv_cell_write_bits": c.kv_cell_write_bits, "kv_occupancy_bits": c.kv_occupancy_bits,
+            "digital_macs": c.digital_macs}
+
+
+def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
+    """The report's "attention" block: mapping, KV home, KV traffic, cell writes, periphery."""
+    from .sched import KV_KIND
+
+    counts = list(counts)
+    home = arch.attention.kv_home
+    ops: dict[str, int] = {}
+    for c in counts:
+        for k, n in c.periphery_ops.items():
+            ops[k] = ops.get(k, 0) + n
+    return {
+        "mapping": arch.attention.mapping,
+        "kv_home": home,
+        "kv_reads_bits": sum(c.reads_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
+        "kv_writes_bits": sum(c.writes_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
+        "kv_cell_write_bits": sum(c.kv_cell_write_bits for c in counts),
+        "kv_occupancy_bits_max": max((c.kv_occupancy_bits for c in counts), default=0),
+        "digital_macs": sum(c.digital_macs for c in counts),
+        "periphery_ops": ops,
+    }
 
 
 def layer_schedule_fields(c: Any) -> dict[str, Any]:

@@ -29,13 +29,20 @@ from .options import SET_HELP, overrides, progress_option, seed_option
 @click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast).")
 @seed_option(None, "Seed of the built-in workloads, >= 0 (default: the workload file's, else 0).")
 @click.option("--tokens", type=click.IntRange(min=1), default=None,
-              help="Token count of LLM workloads.")
+              help="Token count of LLM workloads (with --phase: prompt tokens of a prefill, "
+                   "generated tokens of a decode).")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default=None,
+              help="LLM inference phase (needs --no-data and --tokens): prefill runs T tokens "
+                   "at once, decode T steps of one token against a growing KV cache.")
+@click.option("--context", type=click.IntRange(min=0), default=None,
+              help="With --phase: tokens already in the KV cache before the phase [0].")
 @click.option("--quiet", "-q", is_flag=True, help="Print the summary only, no per-layer table.")
 @progress_option
 def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
                      json_path: str | None, csv_path: str | None, plot_path: str | None,
                      trace_path: str | None, no_data: bool, seed: int | None,
-                     tokens: int | None, quiet: bool, progress: bool | None) -> None:
+                     tokens: int | None, phase: str | None, context: int | None, quiet: bool,
+                     progress: bool | None) -> None:
     """Simulate a workload on a CiM chip: per-layer table and summary.
 
     Every output option is checked (directory, permission, figure format) before the run, and
@@ -54,6 +61,8 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
           --set pac.operand=3 --set pac.dynamic=null --json out.json --csv layers.csv
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload workloads/tiny_cnn.yaml
       pacim simulate --arch pacim_65nm --workload resnet18 --no-data --no-progress > log.txt
+      pacim simulate --arch pacim_65nm --workload llm-layer --set attention.mapping=cim \\
+          --phase decode --context 2048 --tokens 4096 --no-data
     """
     from ..arch import load_arch
     from ..pipeline import simulate as run
@@ -63,6 +72,17 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
 
     outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path,
                "--trace": trace_path}
+    if phase is None and context is not None:
+        raise PacimError("--context needs --phase prefill or --phase decode")
+    if phase is not None:
+        if not no_data:
+            raise PacimError("--phase needs --no-data: the phases are a cost model of shapes "
+                             "(no numerics of the decode steps yet)")
+        if tokens is None:
+            raise PacimError("--phase needs --tokens T (prompt tokens of a prefill, generated "
+                             "tokens of a decode)")
+        if trace_path is not None:
+            raise PacimError("--trace cannot be combined with --phase")
     check_outputs(outputs, images=("--plot",))
     arch = load_arch(arch_path, overrides(sets))
     opts: dict[str, Any] = {}
@@ -71,8 +91,14 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
     trace_existed = trace_path is not None and os.path.lexists(trace_path)
     try:
         with Progress("simulate", force=progress) as prog:
-            report = run(arch, workload, data=not no_data, seed=seed, progress=prog,
-                         trace_path=trace_path, **opts)
+            if phase is not None:
+                from ..phase import simulate_phase
+
+                report = simulate_phase(arch, workload, phase, context=context or 0,
+                                        tokens=tokens or 1, seed=seed, progress=prog)
+            else:
+                report = run(arch, workload, data=not no_data, seed=seed, progress=prog,
+                             trace_path=trace_path, **opts)
     except BaseException as e:
         if trace_path is not None and not trace_existed and Path(trace_path).is_file():
             with contextlib.suppress(OSError):  # no partial trace of a failed run

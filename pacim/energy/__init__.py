@@ -33,6 +33,7 @@ from .model import (
     relative_error,
 )
 from .table import (
+    ATTENTION_COMPONENTS,
     BPBS_COMPONENTS,
     COMMON_COMPONENTS,
     COMPUTE_COMPONENTS,
@@ -65,6 +66,7 @@ __all__ = [
     "layer_area_fields",
     "node_scale",
     "weight_planes_stored",
+    "ATTENTION_COMPONENTS",
     "BPBS_COMPONENTS",
     "COMMON_COMPONENTS",
     "COMPUTE_COMPONENTS",

@@ -80,6 +80,15 @@ def layer_energy(arch: Arch, counts: LayerCounts) -> dict[str, float]:
     out["psum"] = cost(
         arch, "psum_bit", counts.psum_bits, f"{where} ({counts.psum_bits} psum bits)"
     )
+    if "kv_write" in out:  # attention.mapping set (pacim/sched/attention.py)
+        out["kv_write"] = cost(arch, "cell_write_bit", counts.kv_cell_write_bits,
+                               f"{where} ({counts.kv_cell_write_bits} K/V cell bits written)")
+        out["digital_unit"] = cost(arch, "digital_mac", counts.digital_macs,
+                                   f"{where} ({counts.digital_macs} digital-unit MACs)")
+        out["periphery"] = sum(cost(arch, f"{op}_op", n, f"{where} ({n} {op} operations)")
+                               for op, n in counts.periphery_ops.items())
+    elif counts.kv_cell_write_bits or counts.digital_macs or counts.periphery_ops:
+        raise ValueError(f"{where}: attention counts on a chip without attention.mapping")
     for k in out:  # everything so far is on-die logic: (vdd / vdd_nom)^2
         out[k] *= dyn
     for level, lv in arch.memory.levels().items():

@@ -26,6 +26,9 @@ DCIM_COMPONENTS = ("dcim_and", "dcim_adder_tree", "dcim_accumulate")
 BPBS_COMPONENTS = ("bpbs_array", "bpbs_adc", "bpbs_datapath")
 COMMON_COMPONENTS = ("pac_engine", "encoder", "weight_write", "psum")
 MEMORY_COMPONENTS = ("mem_main", "mem_global_buffer", "mem_bank_buffer")
+# only on a chip with attention.mapping set (arch.attention): K^T / V cell writes, the
+# near-memory digital unit, the digital periphery (softmax, RMSNorm, RoPE, SwiGLU)
+ATTENTION_COMPONENTS = ("kv_write", "digital_unit", "periphery")
 COMPUTE_COMPONENTS = DCIM_COMPONENTS + BPBS_COMPONENTS + ("pac_engine", "encoder")
 
 # energy-table entry -> (unit, what one event is)
@@ -41,6 +44,12 @@ ENTRY_INFO: dict[str, tuple[str, str]] = {
     "weight_write_bit": ("pJ/bit", "weight bit written into the bank arrays"),
     "psum_bit": ("pJ/bit", "partial-sum accumulation across row tiles, per bit"),
     "leakage_mw": ("mW", "static power"),
+    "cell_write_bit": ("pJ/bit", "K^T / V bit written into the bank cells (attention cim)"),
+    "digital_mac": ("pJ/MAC", "near-memory digital unit, per MAC (attention digital)"),
+    "softmax_op": ("pJ/score", "softmax, per attention score"),
+    "rmsnorm_op": ("pJ/elem", "RMSNorm, per element"),
+    "rope_op": ("pJ/elem", "RoPE, per rotated element"),
+    "swiglu_op": ("pJ/elem", "SwiGLU, per output element"),
 }
 
 
@@ -107,4 +116,5 @@ def bpbs_conversion_pj(arch: Arch) -> dict[str, float]:
 def components(arch: Arch) -> tuple[str, ...]:
     """Breakdown keys for this chip, in report order."""
     macro = DCIM_COMPONENTS if arch.macro.kind == "bit_serial" else BPBS_COMPONENTS
-    return macro + COMMON_COMPONENTS + MEMORY_COMPONENTS + ("leakage",)
+    att = ATTENTION_COMPONENTS if arch.attention.mapping is not None else ()
+    return macro + COMMON_COMPONENTS + att + MEMORY_COMPONENTS + ("leakage",)

@@ -319,3 +319,18 @@ def load_gguf(path: str | os.PathLike[str], *, use_cache: bool = True) -> GGUFMo
     if d is not None and sum(a.size for a in tensors.values()) * 4 <= F32_CACHE_MAX_BYTES:
         _save_f32(d, gm)
     return gm
+
+
+def read_gguf_config(path: str | os.PathLike[str]) -> LlamaConfig:
+    """The LlamaConfig of a GGUF file: from its float32 cache's index when present (parsing
+    the GGUF's metadata reads its whole vocabulary, ~5 s), else from the metadata."""
+    p = Path(path)
+    if not p.is_file():
+        raise PacimError(f"model file not found: {p}")
+    d = _f32_cache_path(p)
+    if d is not None:
+        try:
+            return LlamaConfig(**json.loads((d / "meta.json").read_text())["config"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no (readable) cache: the metadata
+    return read_config(_open_reader(p), p)

@@ -9,7 +9,7 @@ reported in ``meta["rotation_adds"]`` (digital periphery work, not mapped). Spik
 inside the template span are pre-computed by INSERTQUANT, not run on the macro, so those layers
 have ``tokens - n_spike`` rows.
 The activation x activation products of attention (``attn_qk`` = Q K^T, ``attn_pv`` = P V, all
-heads, dense) are ``matmul`` Layers: counted, never mapped to the macro.
+heads, dense) are ``matmul`` Layers: counted, and mapped as the arch's ``attention`` section says.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pacim.llm.model import SITE_LINEARS
 from pacim.llm.rotation import DEFAULT_ROTATION
 from pacim.llm.settings import parse_setting
 from pacim.workloads.ir import Layer, Workload, linear_layer, matmul_layer
+from pacim.workloads.llm_shape import LlmShape, periphery_ops
 
 WEIGHT_BITS = 8
 
@@ -90,8 +91,9 @@ def smollm2_workload(
             )
 
         layers += [lin("attn_in", n) for n in SITE_LINEARS["attn_in"]]
-        layers.append(matmul_layer(f"blk.{i}.attn_qk", t, hd, t, count=nh))
-        layers.append(matmul_layer(f"blk.{i}.attn_pv", t, t, hd, count=nh))
+        g = nh // cfg.n_kv_heads  # grouped-query attention: query heads per KV head
+        layers.append(matmul_layer(f"blk.{i}.attn_qk", t, hd, t, count=nh, group=g))
+        layers.append(matmul_layer(f"blk.{i}.attn_pv", t, t, hd, count=nh, group=g))
         layers.append(lin("attn_out", "attn_output"))
         layers += [lin("ffn_in", n) for n in SITE_LINEARS["ffn_in"]]
         layers.append(lin("ffn_act", "ffn_down"))
@@ -99,6 +101,9 @@ def smollm2_workload(
         layers.append(
             linear_layer("output", t, cfg.d_model, lm.head.shape[0], weight=lm.head, x=hidden)
         )
+    shape = LlmShape(blocks=cfg.n_layers, hidden=cfg.d_model, ffn=cfg.d_ff, heads=nh,
+                     kv_heads=cfg.n_kv_heads, head_dim=hd,
+                     head_out=int(lm.head.shape[0]) if include_head else 0, names="gguf")
     meta = {
         "source": "gguf",
         "model": model,
@@ -116,6 +121,23 @@ def smollm2_workload(
         "rotation": rot,
         "rotation_blocks": {s: r.block for s, r in weights.rotations.items()},
         "rotation_adds": int(rotation_adds),
-        "attention": "attn_qk / attn_pv are dense activation x activation products (not mapped)",
+        "attention": "attn_qk / attn_pv are dense activation x activation products (mapped as "
+                     "the arch's attention section says)",
+        "llm": shape.to_dict(),
+        "periphery_ops": periphery_ops(shape, t, t),
     }
     return Workload(name=f"{model}-{t}", layers=tuple(layers), meta=meta)
+
+
+def llm_shape_of(model: str = "smollm2-135m", include_head: bool = True) -> LlmShape:
+    """The decoder shape of a model name or Llama GGUF path, from its metadata alone."""
+    from pacim.llm.fetch import resolve_model
+    from pacim.llm.gguf_io import read_gguf_config
+
+    cfg = read_gguf_config(resolve_model(model))
+    if cfg.family != "llama" or cfg.sliding_window:
+        raise PacimError(f"{model}: the phases model Llama attention over the whole prefix; a "
+                         f"{cfg.family} model with sliding windows is not modelled yet")
+    return LlmShape(blocks=cfg.n_layers, hidden=cfg.d_model, ffn=cfg.d_ff, heads=cfg.n_heads,
+                    kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim,
+                    head_out=cfg.vocab_size if include_head else 0, names="gguf")

@@ -65,7 +65,11 @@ def format_table(d: dict[str, Any]) -> str:
             la["energy_uj"] = la["energy_pj"] / 1e6
         if "stall_cycles.total" in la:
             la["stall_cycles_total"] = la["stall_cycles.total"]
-        if not la.get("mapped", True):
+        if la.get("attention_mapping"):  # a matmul on the macro / the digital unit
+            la["digital_cycles_mean"] = la["attention_mapping"]
+        elif la.get("kind") == "periphery":
+            la["digital_cycles_mean"] = "periphery"
+        elif not la.get("mapped", True):
             la["digital_cycles_mean"] = "not mapped"
     cells = [[_fmt(la.get(key)) for _, key in cols] for la in layers]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, (h, _) in enumerate(cols)]
@@ -118,4 +122,24 @@ def summary_text(d: dict[str, Any]) -> str:
         elif "area_mm2" in d:
             line += "  area - (no area table)"
         out.append(line)
+    out += _phase_lines(d)
     return "\n".join(out)
+
+
+def _phase_lines(d: dict[str, Any]) -> list[str]:
+    """The attention and phase lines of a report that has them."""
+    out = []
+    att = d.get("attention")
+    if isinstance(att, dict):
+        out.append(f"attention {att.get('mapping')}: KV home {att.get('kv_home')}  KV reads "
+                   f"{_fmt(_scaled(att.get('kv_reads_bits'), 1e-6))} Mbit  writes "
+                   f"{_fmt(_scaled(att.get('kv_writes_bits'), 1e-6))} Mbit  cell writes "
+                   f"{_fmt(_scaled(att.get('kv_cell_write_bits'), 1e-6))} Mbit")
+    ph = d.get("phase")
+    if isinstance(ph, dict):
+        out.append(f"{ph.get('name')}: {_fmt(ph.get('tokens'))} tokens after a context of "
+                   f"{_fmt(ph.get('context'))}  tokens/s {_fmt(ph.get('tokens_per_s'))}  "
+                   f"energy/token {_fmt(_scaled(ph.get('energy_per_token_pj'), 1e-6))} uJ  "
+                   f"weight reloads/step {_fmt(ph.get('weight_reloads_per_step'))}  "
+                   f"weight-load share {_fmt(_scaled(ph.get('weight_load_share'), 100))}%")
+    return out

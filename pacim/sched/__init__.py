@@ -5,7 +5,15 @@
 inputs. `summarize(counts)` -> totals for the report. See docs/SCHEDULER.md.
 """
 
-from .counts import DATA_KINDS, LEVELS, LayerCounts, empty_traffic, summarize
+from .attention import (
+    KV_KIND,
+    PERIPHERY_OPS,
+    attention_counts,
+    check_kv_home,
+    kv_bits,
+    periphery_counts,
+)
+from .counts import DATA_KINDS, LEVELS, LayerCounts, combine, empty_traffic, summarize
 from .engine import Engine, Resource, Task
 from .layer import DEFAULT_BATCH, STALL_CAUSES, schedule_layer
 from .mapping import (
@@ -26,6 +34,8 @@ from .vectors import window_reuse
 
 __all__ = [
     "DATA_KINDS",
+    "KV_KIND",
+    "PERIPHERY_OPS",
     "DEFAULT_BATCH",
     "DEFAULT_NO_DATA",
     "LEVELS",
@@ -40,6 +50,11 @@ __all__ = [
     "Resource",
     "Steady",
     "Task",
+    "attention_counts",
+    "combine",
+    "check_kv_home",
+    "kv_bits",
+    "periphery_counts",
     "Tile",
     "TraceWriter",
     "default_digital_cycles",

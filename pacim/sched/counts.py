@@ -8,7 +8,7 @@ arch's energy table. All fields are plain integers (cycles, events, bits) so sum
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # data kinds crossing the memory levels
@@ -54,6 +54,11 @@ class LayerCounts:
     digital_cycles_mean: float = 0.0  # bit-serial cycles per vector-tile, mean
     busy_cycles: dict[str, int] = field(default_factory=dict)  # banks (summed), buses, engines
     simulated_events: int = 0  # events the engine processed; the rest were extrapolated
+    # attention (pacim/sched/attention.py): run-time operands, the KV cache, the periphery
+    kv_cell_write_bits: int = 0  # K^T / V bits written into the bank cells
+    kv_occupancy_bits: int = 0  # K^T / V bits the banks hold at once (at most)
+    digital_macs: int = 0  # MACs of the near-memory digital unit
+    periphery_ops: dict[str, int] = field(default_factory=dict)  # softmax, rmsnorm, rope, swiglu
 
     @property
     def total_reads_bits(self) -> int:
@@ -127,3 +132,42 @@ def summarize(counts: Sequence[LayerCounts]) -> dict[str, Any]:
         "psum_bits": tot("psum_bits"),
         "events": tot("events"),
     }
+
+
+def combine(counts: Sequence[LayerCounts], name: str | None = None,
+            repeat: int = 1) -> LayerCounts:
+    """`repeat` runs of the layers `counts` one after another, as one LayerCounts: integer
+    counts and traffic summed (exact), bank_utilization weighted by cycles and
+    digital_cycles_mean by vector-tiles; flags and homes from the first. Phases use it to sum
+    decode steps (pacim.phase)."""
+    if not counts or repeat < 1:
+        raise ValueError("combine needs at least one LayerCounts and repeat >= 1")
+    first = counts[0]
+    out: dict[str, Any] = {}
+    for f in fields(LayerCounts):
+        vals = [getattr(c, f.name) for c in counts]
+        v0 = vals[0]
+        if isinstance(v0, bool) or isinstance(v0, str):
+            out[f.name] = v0
+        elif isinstance(v0, int):
+            out[f.name] = repeat * sum(vals)
+        elif isinstance(v0, dict):
+            acc: dict[str, Any] = {}
+            for d in vals:
+                for k, x in d.items():
+                    if isinstance(x, dict):
+                        sub = acc.setdefault(k, {})
+                        for kk, xx in x.items():
+                            sub[kk] = sub.get(kk, 0) + repeat * xx
+                    else:
+                        acc[k] = acc.get(k, 0) + repeat * x
+            out[f.name] = acc
+    cyc, vt = sum(c.cycles for c in counts), sum(c.vector_tiles for c in counts)
+    out["bank_utilization"] = (sum(c.bank_utilization * c.cycles for c in counts) / cyc
+                               if cyc else 0.0)
+    out["digital_cycles_mean"] = (sum(c.digital_cycles_mean * c.vector_tiles for c in counts)
+                                  / vt if vt else first.digital_cycles_mean)
+    out["kv_occupancy_bits"] = max(c.kv_occupancy_bits for c in counts)
+    out["row_tiles"], out["col_tiles"] = first.row_tiles, first.col_tiles
+    out["name"] = first.name if name is None else name
+    return LayerCounts(**out)

@@ -36,6 +36,9 @@ class Layer:
     stride: int = 1
     padding: int = 0
     exact: bool = False  # force exact (operand = bits) for this layer, e.g. the first conv
+    # matmul only: the right operand (n x k, e.g. K^T or V) is what arch.attention maps
+    group: int = 1  # left-operand instances sharing one right operand (GQA: heads / kv_heads)
+    cached: int = 0  # elements of each right operand already in the KV cache (the rest are new)
     # real data, present when the workload was built with data
     weight: np.ndarray | None = field(default=None, repr=False)
     bias: np.ndarray | None = field(default=None, repr=False)
@@ -144,9 +147,19 @@ def linear_layer(name: str, rows: int, in_features: int, out_features: int, **kw
     )
 
 
-def matmul_layer(name: str, rows: int, n: int, k: int, count: int = 1) -> Layer:
-    """An activation x activation product (count independent (rows x n)@(n x k))."""
-    return Layer(name=name, kind="matmul", n=n, k=k, vectors=rows * count, in_shape=(rows, n))
+def matmul_layer(name: str, rows: int, n: int, k: int, count: int = 1, group: int = 1,
+                 cached: int = 0) -> Layer:
+    """An activation x activation product (count independent (rows x n)@(n x k)).
+
+    `group` products share one right operand (count / group distinct ones: grouped-query
+    attention's KV heads); `cached` of each right operand's n x k elements come from the KV
+    cache, the rest are produced by this step."""
+    if group < 1 or count % group:
+        raise ValueError(f"layer {name}: count {count} is not a multiple of group {group}")
+    if not 0 <= cached <= n * k:
+        raise ValueError(f"layer {name}: cached {cached} outside 0..{n * k} (n x k)")
+    return Layer(name=name, kind="matmul", n=n, k=k, vectors=rows * count, in_shape=(rows, n),
+                 group=group, cached=cached)
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,7 +6,8 @@ are the RMSNorm of the residual, so the spike token reaches them as an outlier t
 is dominated by the spike channels (RMSNorm bounds it at sqrt(hidden / channels) x the typical
 value). Weights are N(0, 1/in). The inputs of o and down come from the real float32 forward of the
 block: RoPE, causal softmax attention (grouped-query when kv_heads < heads), residual add,
-RMSNorm, SwiGLU. QK^T and PV are activation x activation products: counted, never mapped.
+RMSNorm, SwiGLU. QK^T and PV are activation x activation products (matmul layers): counted, and
+mapped or costed as the arch's attention section says (pacim/sched/attention.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .ir import Layer, Workload, linear_layer, matmul_layer
+from .ir import Layer, Workload
+from .llm_shape import LlmShape, periphery_ops, step_layers
 from .options import validate_options
 
 RMS_EPS = 1e-5
@@ -52,21 +54,14 @@ class LlmLayerOptions(BaseModel):
         return self
 
 
+def llm_shape(o: LlmLayerOptions) -> LlmShape:
+    """The block's dimensions (one block, no LM head)."""
+    return LlmShape(blocks=1, hidden=o.hidden, ffn=o.ffn, heads=o.heads,
+                    kv_heads=o.kv_heads or o.heads, head_dim=o.hidden // o.heads)
+
+
 def _shape_layers(o: LlmLayerOptions) -> list[Layer]:
-    t, d, f = o.tokens, o.hidden, o.ffn
-    dh = d // o.heads
-    kvd = (o.kv_heads or o.heads) * dh
-    return [
-        linear_layer("q_proj", t, d, d),
-        linear_layer("k_proj", t, d, kvd),
-        linear_layer("v_proj", t, d, kvd),
-        matmul_layer("attn_qk", t, dh, t, count=o.heads),
-        matmul_layer("attn_pv", t, t, dh, count=o.heads),
-        linear_layer("o_proj", t, d, d),
-        linear_layer("gate_proj", t, d, f),
-        linear_layer("up_proj", t, d, f),
-        linear_layer("down_proj", t, f, d),
-    ]
+    return step_layers(llm_shape(o), o.tokens, o.tokens)
 
 
 def rms_norm(h: np.ndarray) -> np.ndarray:
@@ -171,6 +166,8 @@ def build_llm_layer(*, data: bool, seed: int, **options: Any) -> Workload:
                   "RMSNorm-ed; o/down inputs from the block's float32 forward"),
         "weights": "N(0, 1/in_features), no bias",
         "note": "attn_qk / attn_pv count the full T x T products (causal mask not skipped)",
+        "llm": llm_shape(o).to_dict(),
+        "periphery_ops": periphery_ops(llm_shape(o), o.tokens, o.tokens),
     }
     if data:
         layers, meta["spike"] = _with_data(layers, o, seed)

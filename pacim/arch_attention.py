@@ -1,0 +1,58 @@
+"""The arch's `attention:` section: where the activation x activation products of attention run.
+
+QK^T and PV have no stationary weight: K^T and V are produced at run time. `mapping`:
+- null (absent): today's behaviour: the products are counted (`unmapped_macs`), never costed;
+- cim: K^T / V are written into the macro's banks as they are produced, the queries and the
+  softmax probabilities stream through as inputs; the KV cache lives at `kv_home` between
+  uses and is reloaded into the cells each time its layer runs;
+- digital: a near-memory digital unit computes them (energy.digital_mac, digital_macs_per_cycle).
+With either mapping, softmax, RMSNorm, RoPE and SwiGLU are digital-periphery operations costed
+with the energy table (softmax_op, rmsnorm_op, rope_op, swiglu_op). See docs/LLM.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .arch_base import MAX_RATE, MIN_RATE, EnergyTable, Strict
+
+AttentionMapping = Literal["cim", "digital"]
+KvHome = Literal["global_buffer", "main"]
+
+# energy-table entries each mapping needs (checked when the arch is loaded)
+NEEDED_ENTRIES: dict[str, tuple[str, ...]] = {
+    "cim": ("cell_write_bit", "softmax_op", "rmsnorm_op", "rope_op", "swiglu_op"),
+    "digital": ("digital_mac", "softmax_op", "rmsnorm_op", "rope_op", "swiglu_op"),
+}
+
+
+class Attention(Strict):
+    """Attention's activation x activation products (QK^T, PV) and the KV cache."""
+
+    mapping: AttentionMapping | None = Field(
+        None, description="cim: K^T / V written into the banks; digital: a near-memory digital "
+        "unit; null: counted, not mapped (unmapped_macs)")
+    kv_home: KvHome = Field(
+        "main", description="memory level the KV cache lives in between uses (spill level): "
+        "cached K / V are read from it, new ones written to it")
+    write_bits_per_cycle: int | None = Field(
+        None, ge=1, le=1 << 20,
+        description="bits one bank writes into its cells per cycle; null: macro.cols (one row "
+        "of the bank per cycle)")
+    digital_macs_per_cycle: float = Field(
+        64, ge=MIN_RATE, le=MAX_RATE, description="near-memory digital unit: MACs per cycle")
+    periphery_ops_per_cycle: float = Field(
+        16, ge=MIN_RATE, le=MAX_RATE,
+        description="digital periphery (softmax, RMSNorm, RoPE, SwiGLU): element ops per cycle")
+
+
+def check_attention(att: Attention, energy: EnergyTable) -> None:
+    """ValueError naming the missing energy entries a mapping needs."""
+    if att.mapping is None:
+        return
+    missing = [n for n in NEEDED_ENTRIES[att.mapping] if getattr(energy, n) is None]
+    if missing:
+        raise ValueError(f"attention.mapping {att.mapping} needs energy."
+                         + ", energy.".join(missing) + " in the energy table")
