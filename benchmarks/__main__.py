@@ -2,7 +2,8 @@
 
 Every benchmark returns figures and checks; speed checks are ratios measured in the same run,
 result checks compare fixed runs with benchmarks/expected.json. Writes benchmarks/results.json,
-prints a table, exits 1 when any check fails. `--report` also writes docs/RESULTS.md.
+prints a table, exits 1 when any check fails. `--report` also writes docs/RESULTS.md; `--with
+FILE` adds the benchmarks of an earlier full run (its results.json) that this run skips.
 """
 
 from __future__ import annotations

@@ -52,3 +52,21 @@ def test_compare_flags_missing_and_changed_figures():
     bad = bench_results.compare({"r": {"cycles": 102, "energy_pj": None}}, exp)
     assert [c.ok for c in bad] == [False, False]
     assert Check("x", 2.0, "<=", 1.0).ok is False
+
+
+def test_with_joins_earlier_full_runs_and_refuses_quick_ones(tmp_path):
+    """`--with FILE`: an earlier full run's benchmarks join this run's results (this run wins);
+    a --quick run's results are refused (a report needs full runs)."""
+    from benchmarks.__main__ import main
+
+    full = {"bench_x": {"figures": {"a": 1.0}, "checks": [], "seconds": 1.0, "quick": False}}
+    quick = {"bench_y": {"figures": {}, "checks": [], "seconds": 1.0, "quick": True}}
+    (tmp_path / "full.json").write_text(json.dumps(full))
+    (tmp_path / "quick.json").write_text(json.dumps(quick))
+    out = tmp_path / "out.json"
+    assert main(["--only", "none", "--with", str(tmp_path / "full.json"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == full
+    with pytest.raises(SystemExit, match="bench_y comes from a --quick run"):
+        main(["--only", "none", "--with", str(tmp_path / "quick.json"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="cannot read benchmark results"):
+        main(["--only", "none", "--with", str(tmp_path / "missing.json"), "--out", str(out)])
