@@ -34,7 +34,7 @@ TARGET_MODES = "fp,rtn,quarot-rtn,prefixquant,insertquant"
 SETTINGS = ("w4a4skv4", "w4a8skv8", "w8a8skv8")
 TABLE_MODES = ("fp", "rtn", "quarot-rtn", "prefixquant", "insertquant", "insertquant-norm")
 ABLATION = ("quarot-rtn", "insertquant:detect", "insertquant:clamp", "insertquant:insert",
-            "insertquant:restore", "insertquant")  # fmt: skip
+            "insertquant:restore", "insertquant", "insertquant-persist")  # fmt: skip
 PARITY = ("insertquant-fp", "prefixquant-fp")
 PAC_RUNS = (("w8a8skv8", (5, 6, 7)), ("w8a8", (6, 7)), ("w4a4skv4", (3,)))
 SECOND_TEXT, SECOND_TOKENS = "debian-handbook", 4096

@@ -237,6 +237,28 @@ def test_kv_cache_hook(spiky: Path, texts: tuple[Path, Path]) -> None:
         assert type(seen[0][1]).__name__ == kind and int(seen[0][1].q.max()) < 16
 
 
+def test_sink_kv_bypasses_the_kv_quantizer(spiky: Path, texts: tuple[Path, Path]) -> None:
+    """insertquant: position 0's K/V stay float from layer 0 on (before the birth too);
+    insertquant-persist (the literal reading) quantizes them outside the persistence phase."""
+    m, tok = get_model(str(spiky))
+    w = calibration_windows(tok, str(texts[1]), ctx=32, tokens=192)
+    s = parse_setting("w8a8skv4")
+    c = get_calibration(str(spiky), w, s)
+    rows: dict[str, dict[int, int]] = {}
+    for mode in ("insertquant", "insertquant-persist", "insertquant:clamp"):
+        seen: dict[int, int] = {}
+        hooks = QuantHooks(c, get_weights(str(spiky), s, "hadamard"), mode,
+                           capture_bmm=lambda la, q, k, v, seen=seen: seen.setdefault(
+                               la, k.q.shape[0]))  # fmt: skip
+        m.nll(w[0], hooks)
+        rows[mode] = seen
+    t = w[0].size
+    assert rows["insertquant"][0] == t - 1 and rows["insertquant"][BIRTH] == t - 1
+    assert rows["insertquant-persist"][0] == t and rows["insertquant:clamp"][0] == t
+    # after the birth every detected sink (here 2) bypasses the quantizer
+    assert rows["insertquant"][BIRTH + 1] == t - 2
+
+
 def test_weights_must_match_rotation(spiky: Path, texts: tuple[Path, Path]) -> None:
     m, tok = get_model(str(spiky))
     w = calibration_windows(tok, str(texts[1]), ctx=32, tokens=192)

@@ -236,6 +236,10 @@ class QuantHooks(Hooks):
             keep[: self.n_prefix] = False  # PrefixQuant: the prefix's KV stays float
             if self.norm_mode and sink_layer:
                 keep[self.sinks] = False  # pre-computed from templates, float
+            if self.method.insertquant and self.level >= INSERT and self.method.sink_kv_float:
+                keep[0] = False  # position 0 is always a sink: its K/V stay float ...
+                if self.sinks is not None:
+                    keep[self.sinks] = False  # ... and every detected sink's (methods.py)
             k, kc = self._kv(layer, "k", k, keep)
             v, vc = self._kv(layer, "v", v, keep)
             if self.capture_bmm is not None:
