@@ -244,6 +244,9 @@ def test_train_command_errors(tmp_path):
     for extra, msg in ((["--stages", "pretrain,foo"], "unknown stage(s) foo"),
                        (["--stages", "pac,pretrain"], "stages run in the order"),
                        (["--width", "0"], "--width must be >= 1"),
+                       (["--wbit", "9"], "--wbit must be 1..8"),
+                       (["--pac-float-weight", "-1"], "--pac-float-weight must be >= 0"),
+                       (["--init", str(tmp_path / "no.onnx")], "no such model file"),
                        (["--device", "cuda:7"], None),
                        (["--data", str(tmp_path / "none")], "no such file or directory")):
         r = CliRunner().invoke(main, base + extra)
@@ -251,3 +254,69 @@ def test_train_command_errors(tmp_path):
             continue
         assert r.exit_code == 2, r.output
         assert (msg or "torch sees no CUDA device") in r.output
+
+
+def test_init_from_onnx_equals_the_exported_model(tmp_path):
+    """--init: the imported network computes what the file computes (float and qat), its
+    BatchNorms stay frozen in training mode, and bad files get one clear error."""
+    from pacim.accuracy.train.export import export_onnx
+    from pacim.accuracy.train.onnx_init import load_onnx_init
+    from pacim.errors import PacimError
+
+    m = _net(4, 2)
+    path = export_onnx(m, tmp_path / "m.onnx", (16, 16))
+    n, facts = load_onnx_init(path)
+    assert facts == {"width": 4, "in_channels": 1, "classes": 10, "stem_stride": 2}
+    x = torch.randn(3, 1, 16, 16)
+    n.train()  # frozen BatchNorm: training mode must not switch to batch statistics
+    assert not any(b.training for b in n.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    for mode in ("float", "qat"):
+        m.set_mode(mode)
+        n.set_mode(mode)
+        with torch.no_grad():
+            a, b = m(x), n(x)
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    for bad, msg in ((tmp_path / "none.onnx", "no such model file"),
+                     (tmp_path / "junk.onnx", "cannot read")):
+        with pytest.raises(PacimError, match=msg):
+            load_onnx_init(bad)
+
+
+def test_low_bit_qat_first_conv_stays_8_bits(tmp_path):
+    """--wbit/--xbit: QAT at 4 bits with the first conv at --first-bits 8, recorded in the ONNX
+    metadata; the joint float + PAC loss of the pac stage runs and logs the float top-1."""
+    from pacim.accuracy.metadata import read_metadata
+    from pacim.accuracy.train.loop import TrainConfig, train
+    from pacim.accuracy.train.model import PacResNet18
+
+    data = _learnable_idx(tmp_path / "idx", n_train=700, n_test=100)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = TrainConfig(data=data, out=str(tmp_path / "w4"), stages=("pretrain",), width=4,
+                          stem_stride=2, epochs=1, wbit=4, xbit=4, limit=600, holdout=100)
+        train(cfg, log=lambda s: None)
+        meta = json.loads(read_metadata(tmp_path / "w4" / "pretrain.onnx")["pacim.training"])
+        assert (meta["wbit"], meta["xbit"], meta["first_bits"]) == (4, 4, 8)
+        # fine-tuning from that file: the pac stage with the joint loss
+        cfg2 = TrainConfig(data=data, out=str(tmp_path / "j"), stages=("pac",), width=4,
+                           stem_stride=2, pac_epochs=1, pac_float_weight=1.0, limit=600,
+                           holdout=100, init=str(tmp_path / "w4" / "pretrain.onnx"))
+        rec = train(cfg2, log=lambda s: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert 0.0 <= rec["epochs"][-1]["test_top1_float"] <= 1.0
+    # the first conv really runs at 8 bits: its qat output differs from a 4-bit first conv
+    net = PacResNet18(4, 1, 10, 2)
+    net.set_mode("qat", pac=MacroConfig(4, 4, 4))
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        y4 = net.conv1(x)
+        net.state.first_bits = 8
+        y8 = net.conv1(x)
+    assert not torch.equal(y4, y8)
+    with pytest.raises(Exception, match="must match|width"):
+        train(TrainConfig(data=data, out=str(tmp_path / "k"), stages=("pac",), width=8,
+                          stem_stride=2, limit=600, holdout=100,
+                          init=str(tmp_path / "w4" / "pretrain.onnx")), log=lambda s: None)

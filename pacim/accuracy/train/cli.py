@@ -51,6 +51,18 @@ def _floats(text: str) -> tuple[float, ...]:
                    "uses.")
 @click.option("--pac-static", is_flag=True, help="Fine-tune with static PAC (no dynamic "
               "configuration).")
+@click.option("--pac-float-weight", type=float, default=0.0, show_default=True,
+              help="pac stage: add this weight x the float network's loss (keeps float "
+                   "accuracy while tuning for PAC; 0 is PAC only).")
+@click.option("--init", "init", default=None, metavar="MODEL.onnx",
+              help="Start from a model pacim train exported (e.g. a shipped one); its "
+                   "BatchNorms stay frozen. Width and stem stride must match.")
+@click.option("--wbit", type=int, default=None, help="Weight bits of QAT (default: the "
+              "arch's macro.wbit); e.g. 4 or 1 for Jia-style networks.")
+@click.option("--xbit", type=int, default=None, help="Activation bits of QAT (default: the "
+              "arch's macro.xbit).")
+@click.option("--first-bits", type=int, default=8, show_default=True,
+              help="Bits of the first conv when --wbit/--xbit are narrower.")
 @click.option("--batch", type=int, default=128, show_default=True)
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.01, show_default=True)
@@ -68,8 +80,10 @@ def _floats(text: str) -> tuple[float, ...]:
 def train_command(data: str, test_data: str | None, out: str, stages: str, width: int,
                   stem_stride: int, pretrain_mode: str, epochs: int, lr: float, nat_epochs: int,
                   nat_lr: float, trim_noise: str, pac_epochs: int, pac_lr: float, arch: str,
-                  pac_static: bool, batch: int, weight_decay: float, label_smoothing: float,
-                  mixup: float, seed: int, holdout: int, limit: int | None,
+                  pac_static: bool, pac_float_weight: float, init: str | None,
+                  wbit: int | None, xbit: int | None, first_bits: int, batch: int,
+                  weight_decay: float, label_smoothing: float, mixup: float, seed: int,
+                  holdout: int, limit: int | None,
                   test_limit: int | None, device: str, threads: int | None,
                   onnx_dtype: str) -> None:
     """Train PACiM's ResNet-18: pretrain, noise-aware training (NAT), PAC fine-tuning.
@@ -83,6 +97,8 @@ def train_command(data: str, test_data: str | None, out: str, stages: str, width
       pacim train --out runs/fm --width 32 --stem-stride 2 --epochs 20
       pacim train --data cifar-10-batches-py --out runs/c10 --width 64 --device cuda
       pacim train --out runs/tiny --width 8 --limit 2000 --epochs 1 --stages pretrain
+      pacim train --out runs/w4 --init fashion-resnet18-pretrain.onnx --width 32 \
+          --stem-stride 2 --stages pretrain --wbit 4 --xbit 4 --epochs 3 --lr 0.01
     """
     try:
         import torch
@@ -104,7 +120,9 @@ def train_command(data: str, test_data: str | None, out: str, stages: str, width
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()), width=width,
         stem_stride=stem_stride, pretrain=pretrain_mode, epochs=epochs, lr=lr,
         nat_epochs=nat_epochs, nat_lr=nat_lr, trim_noise=_floats(trim_noise),
-        pac_epochs=pac_epochs, pac_lr=pac_lr, arch=arch, pac_static=pac_static, batch=batch,
+        pac_epochs=pac_epochs, pac_lr=pac_lr, arch=arch, pac_static=pac_static,
+        pac_float_weight=pac_float_weight, init=init, wbit=wbit, xbit=xbit,
+        first_bits=first_bits, batch=batch,
         weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup, seed=seed,
         holdout=holdout, limit=limit, test_limit=test_limit, device=device,
         onnx_dtype=onnx_dtype, command=shlex.join(["pacim", *sys.argv[1:]]))

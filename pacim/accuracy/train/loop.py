@@ -33,7 +33,8 @@ from .model import PacResNet18
 
 STAGES = ("pretrain", "nat", "pac")
 # settings that must match to resume a run in the same folder
-_RESUME_KEYS = ("data", "width", "stem_stride", "seed", "holdout", "limit", "pretrain", "batch")
+_RESUME_KEYS = ("data", "width", "stem_stride", "seed", "holdout", "limit", "pretrain", "batch",
+                "init", "wbit", "xbit", "first_bits")
 
 Log = Callable[[str], None]
 
@@ -58,6 +59,11 @@ class TrainConfig:
     pac_lr: float = 0.001
     arch: str = "pacim_65nm"
     pac_static: bool = False
+    pac_float_weight: float = 0.0  # joint loss CE(PAC) + w CE(float) in the pac stage
+    init: str | None = None  # start from this pacim-train ONNX (BatchNorm frozen)
+    wbit: int | None = None  # None: the arch's macro.wbit
+    xbit: int | None = None
+    first_bits: int = 8  # the first conv's bits when wbit/xbit are narrower
     batch: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -103,8 +109,46 @@ def check_config(c: TrainConfig) -> None:
                         ("nat-epochs", c.nat_epochs, 0), ("pac-epochs", c.pac_epochs, 0)):
         if v < lo:
             raise PacimError(f"--{name} must be >= {lo}, got {v}")
+    for name, v in (("wbit", c.wbit), ("xbit", c.xbit), ("first-bits", c.first_bits)):
+        if v is not None and not 1 <= v <= 8:
+            raise PacimError(f"--{name} must be 1..8, got {v}")
+    if not (c.pac_float_weight >= 0 and math.isfinite(c.pac_float_weight)):
+        raise PacimError(f"--pac-float-weight must be >= 0, got {c.pac_float_weight}")
     if c.device.startswith("cuda") and not torch.cuda.is_available():
         raise PacimError("--device cuda: torch sees no CUDA device on this machine")
+
+
+def _initial_model(c: TrainConfig, in_channels: int, classes: int) -> PacResNet18:
+    """A fresh network, or the --init model (whose width and stem must match the settings)."""
+    if c.init is None:
+        return PacResNet18(c.width, in_channels, classes, c.stem_stride)
+    from .onnx_init import load_onnx_init
+
+    model, facts = load_onnx_init(c.init)
+    want = {"width": c.width, "in_channels": in_channels, "classes": classes,
+            "stem_stride": c.stem_stride}
+    diff = [f"{k} {facts[k]} (run: {v})" for k, v in want.items() if facts[k] != v]
+    if diff:
+        raise PacimError(f"--init {c.init}: the model has {', '.join(diff)}; give matching "
+                         "--width / --stem-stride and the dataset it was trained on")
+    return model
+
+
+def _macro_config(c: TrainConfig) -> Any:
+    """The arch's macro configuration (PAC stage), at --wbit/--xbit when given."""
+    from ...arch import load_arch
+    from ...workloads.onnx import MacroConfig
+
+    arch = load_arch(c.arch)
+    if c.pac_static:
+        arch = arch.with_overrides({"pac.dynamic": None})
+    cfg = MacroConfig.from_arch(arch)
+    if c.wbit is None and c.xbit is None:
+        return cfg
+    xb, wb = c.xbit or cfg.xbit, c.wbit or cfg.wbit
+    dyn = cfg.dynamic if (xb, wb) == (8, 8) else None  # the thresholds are 8b/8b levels
+    return MacroConfig(xb, wb, min(cfg.operand, max(xb, wb)), cfg.approx, dyn,
+                       cfg.pac_enabled, cfg.first_layer_exact)
 
 
 def _lr_at(step: int, steps: int, base: float, warmup: int) -> float:
@@ -159,6 +203,13 @@ def _train_epoch(model: PacResNet18, opt: torch.optim.SGD, d: TensorData, c: Tra
         else:
             out = model(x)
             loss = F.cross_entropy(out, y, label_smoothing=c.label_smoothing)
+            if c.pac_float_weight > 0 and model.state.mode == "pac":
+                model.state.mode = "float"  # the same network in float: keep its accuracy
+                try:
+                    loss = loss + c.pac_float_weight * F.cross_entropy(
+                        model(x), y, label_smoothing=c.label_smoothing)
+                finally:
+                    model.state.mode = "pac"
         if not torch.isfinite(loss):
             raise PacimError(f"training diverged (loss {float(loss)}); lower the learning rate")
         opt.zero_grad(set_to_none=True)
@@ -234,14 +285,10 @@ def train(c: TrainConfig, log: Log = print,
     rec.update(normalization=norm.to_dict(), train_images=len(train_d),
                test_images=len(test_d), holdout=hold, classes=classes)
     torch.manual_seed(c.seed)
-    model = PacResNet18(c.width, int(train_d.x.shape[1]), classes, c.stem_stride).to(c.device)
-    from ...arch import load_arch
-
-    arch = load_arch(c.arch)
-    from ...workloads.onnx import MacroConfig
-
-    pac_cfg = MacroConfig.from_arch(arch.with_overrides({"pac.dynamic": None}) if c.pac_static
-                                    else arch)
+    model = _initial_model(c, int(train_d.x.shape[1]), classes).to(c.device)
+    pac_cfg = _macro_config(c)
+    if min(pac_cfg.xbit, pac_cfg.wbit) < c.first_bits:
+        model.state.first_bits = c.first_bits
     prev: Path | None = None
     for si, (name, mode, trim, epochs, lr) in enumerate(c.stage_list()):
         ck = out / f"{name}.pt"
@@ -277,6 +324,10 @@ def train(c: TrainConfig, log: Log = print,
                  "test_top1": te_acc, "seconds": dt, "lr": lr}
             if cyc == cyc:
                 e["digital_cycles_mean"] = cyc
+            if mode == "pac" and c.pac_float_weight > 0:
+                model.set_mode("float")
+                e["test_top1_float"] = evaluate_torch(model, test_d, c, norm)[0]
+                model.set_mode(mode, pac=pac_cfg)
             rec["epochs"].append(e)
             srec["seconds"] += dt
             srec["test_top1"] = te_acc
@@ -284,7 +335,8 @@ def train(c: TrainConfig, log: Log = print,
             _write_json(rec, out / "train.json")
             log(f"{name} epoch {ep + 1}/{epochs}: loss {loss:.4f}  train {100 * tr_acc:.2f}%  "
                 f"test {100 * te_acc:.2f}%" + (f"  cycles {cyc:.2f}" if cyc == cyc else "")
-                + f"  {dt:.0f} s")
+                + (f"  float {100 * e['test_top1_float']:.2f}%" if "test_top1_float" in e
+                   else "") + f"  {dt:.0f} s")
         if epochs == 0 and state is None and prev is None:
             raise PacimError(f"stage {name} has 0 epochs and nothing to start from")
         if not ck.is_file():  # a 0-epoch stage passes the previous weights on
@@ -296,6 +348,8 @@ def train(c: TrainConfig, log: Log = print,
                     "pacim.holdout": f"train[{hold['start']}:{hold['stop']}]",
                     "pacim.training": {"stage": name, "width": c.width,
                                        "stem_stride": c.stem_stride, "seed": c.seed,
+                                       "wbit": pac_cfg.wbit, "xbit": pac_cfg.xbit,
+                                       "first_bits": model.state.first_bits or pac_cfg.wbit,
                                        "command": c.command}}
             export_onnx(model.cpu(), onnx_path, train_d.hw, dtype=c.onnx_dtype, metadata=meta)
             model.to(c.device)

@@ -7,7 +7,9 @@ conv weight itself) and a PACT activation. Every conv and the FC is a `MacroConv
 `MacroLinear` whose mode is set for the whole network:
 
 - ``float``: ordinary float layers;
-- ``qat``: W8A8 fake quantization with straight-through rounding (activations per image);
+- ``qat``: fake quantization at the macro configuration's bits (W8A8 by default; `pacim train
+  --wbit/--xbit` for low-bit networks) with straight-through rounding (activations per image);
+  the first conv at ``first_bits`` (8) when the rest is narrower, as low-bit networks keep it;
 - ``nat``: qat plus the authors' noise-aware training, y + N(0, 1) * (trim_noise / 100) * y, on
   every layer except the first conv;
 - ``pac``: the bit-exact PAC macro in the forward pass (`pac.py`), straight-through gradient;
@@ -37,6 +39,7 @@ class LayerMode:
     trim_noise: float = 0.0  # percent, for nat
     pac: MacroConfig = field(default_factory=MacroConfig)
     cycles: list[tuple[int, float]] = field(default_factory=list)  # (outputs, mean) in pac mode
+    first_bits: int | None = None  # bits of the first conv in qat/nat (None: as the rest)
 
 
 class _Macro:
@@ -73,7 +76,10 @@ class MacroConv(nn.Conv2d, _Macro):
             self._record(out.cycles)
             return out.y
         cfg = st.pac
-        return self._noise(fq_conv2d(x, self.weight, None, s, p, cfg.xbit, cfg.wbit))
+        xb, wb = cfg.xbit, cfg.wbit
+        if self.first and st.first_bits is not None:
+            xb = wb = st.first_bits
+        return self._noise(fq_conv2d(x, self.weight, None, s, p, xb, wb))
 
 
 class MacroLinear(nn.Linear, _Macro):
@@ -122,6 +128,7 @@ class PacResNet18(nn.Module):
                  stem_stride: int = 1) -> None:
         super().__init__()
         self.state = LayerMode()
+        self.frozen_bn = False
         self.config = {"width": int(width), "in_channels": int(in_channels),
                        "classes": int(classes), "stem_stride": int(stem_stride)}
         self.conv1 = MacroConv(in_channels, width, 3, stem_stride, self.state, first=True)
@@ -138,6 +145,19 @@ class PacResNet18(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def freeze_batchnorm(self) -> None:
+        """Keep every BatchNorm in evaluation mode (fixed statistics) from now on."""
+        self.frozen_bn = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> PacResNet18:  # noqa: D102
+        super().train(mode)
+        if self.frozen_bn:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
 
     def set_mode(self, mode: str, *, trim_noise: float = 0.0,
                  pac: MacroConfig | None = None) -> None:
