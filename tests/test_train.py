@@ -320,3 +320,29 @@ def test_low_bit_qat_first_conv_stays_8_bits(tmp_path):
         train(TrainConfig(data=data, out=str(tmp_path / "k"), stages=("pac",), width=8,
                           stem_stride=2, limit=600, holdout=100,
                           init=str(tmp_path / "w4" / "pretrain.onnx")), log=lambda s: None)
+
+
+def test_one_bit_weights_are_binary_and_exact_on_the_macro(tmp_path):
+    """1-bit layers train and export sign(w) * mean|w|: two values per tensor, which the macro's
+    offset-binary 1-bit code holds exactly, so the executor at 1 bit equals torch's qat."""
+    from pacim.accuracy.train.export import export_onnx
+    from pacim.workloads.onnx import OnnxNet
+
+    m = _net(4, 2).double()
+    cfg = MacroConfig(1, 1, 1)
+    m.set_mode("qat", pac=cfg)
+    m.state.first_bits = 8
+    path = export_onnx(m, tmp_path / "b.onnx", (16, 16))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    weights = {k: v for k, v in inits.items() if k.rsplit("_", 1)[0].endswith(".weight")}
+    first = [k for k in weights if k.startswith("conv1.")]
+    assert len(first) == 1 and np.unique(weights[first[0]]).size > 2  # the 8-bit first conv
+    assert all(np.unique(v).size == 2 for k, v in weights.items() if k not in first)
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    net = OnnxNet.load(path)
+    # the executor runs every layer at 1 bit except the first, run at 8 bits (pacim's float
+    # first layer equals 8-bit fake quantization only approximately, so compare the rest)
+    got = net.run(x.numpy(), "exact", config=cfg, first_layer="float")
+    assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.9

@@ -53,7 +53,7 @@ class _Graph:
 
     def conv(self, x: str, m: MacroConv, prefix: str) -> str:
         k = m.kernel_size[0]
-        return self.op("Conv", [x, self.const(prefix + ".weight", m.weight)], prefix,
+        return self.op("Conv", [x, self.const(prefix + ".weight", m.macro_weight())], prefix,
                        kernel_shape=[k, k], strides=[m.stride[0]] * 2, pads=[m.padding[0]] * 4)
 
     def bn(self, x: str, m: nn.BatchNorm2d, prefix: str) -> str:
@@ -92,7 +92,7 @@ def to_onnx(model: PacResNet18, input_hw: tuple[int, int], *, dtype: str = "floa
     for i, b in enumerate(model.layers):
         h = g.block(h, b, f"layer{i // 2 + 1}.{i % 2}")
     h = g.op("Flatten", [g.op("GlobalAveragePool", [h], "pool")], "flatten")
-    logits = g.op("Gemm", [h, g.const("fc.weight", model.fc.weight),
+    logits = g.op("Gemm", [h, g.const("fc.weight", model.fc.macro_weight()),
                            g.const("fc.bias", model.fc.bias)], "fc", transB=1)
     elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
     cfg = model.config

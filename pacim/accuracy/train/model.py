@@ -26,7 +26,7 @@ from torch import nn
 
 from ...workloads.onnx import MacroConfig
 from .pac import pac_conv2d, pac_linear
-from .quant import PACT, fq_conv2d, fq_linear
+from .quant import PACT, binarize, fq_conv2d, fq_linear
 
 LAYER_MODES = ("float", "qat", "nat", "pac")
 
@@ -52,6 +52,16 @@ class _Macro:
         if self.state.mode == "nat" and not self.first and self.training:
             return y + torch.randn_like(y) * (self.state.trim_noise / 100.0) * y
         return y
+
+    def weight_bits(self) -> int:
+        """Bits the macro quantizes this layer's weight to (qat/nat/pac modes)."""
+        st = self.state
+        return st.first_bits if self.first and st.first_bits is not None else st.pac.wbit
+
+    def macro_weight(self) -> torch.Tensor:
+        """The weight the chip holds: binarized (quant.binarize) for 1-bit layers."""
+        w = self.weight  # type: ignore[attr-defined]
+        return binarize(w).detach() if self.weight_bits() == 1 else w.detach()
 
     def _record(self, cycles: torch.Tensor) -> None:
         self.state.cycles.append((cycles.numel(), float(cycles.float().mean())))

@@ -78,6 +78,18 @@ def fake_quant(t: torch.Tensor, p: QParams) -> torch.Tensor:
     return RoundSTE.apply(r) * p.step + p.bias
 
 
+def binarize(w: torch.Tensor) -> torch.Tensor:
+    """1-bit weights as XNOR-Net trains them: sign(w) * mean|w| per tensor, identity gradient.
+
+    Per-tensor min/max quantization at 1 bit thresholds at (min + max) / 2, which for a trained
+    weight's skewed extremes sends nearly every weight to one level; a two-valued tensor +-a is
+    instead held exactly by pacim's offset-binary 1-bit code (0 <-> -a, 1 <-> +a).
+    """
+    a = w.detach().abs().mean()
+    b = torch.where(w.detach() >= 0, a, -a)
+    return w + (b - w).detach()
+
+
 def fq_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: int,
               padding: int, xbit: int, wbit: int, per_sample: bool = True) -> torch.Tensor:
     """Conv of the fake-quantized x and w, padding with the pad code's value (as the macro).
@@ -85,6 +97,8 @@ def fq_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, strid
     Padding with the value v = pad_code * step + bias per image equals zero padding of (x~ - v)
     plus v * sum(w~): one ordinary conv.
     """
+    if wbit == 1:
+        w = binarize(w)
     px, pw = qparams(x, xbit, per_sample), qparams(w, wbit)
     xq, wq = fake_quant(x, px), fake_quant(w, pw)
     if not padding:
@@ -98,6 +112,8 @@ def fq_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, strid
 def fq_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, xbit: int,
               wbit: int, per_sample: bool = True) -> torch.Tensor:
     """Linear layer of the fake-quantized x (B, N) and w (K, N)."""
+    if wbit == 1:
+        w = binarize(w)
     xq = fake_quant(x, qparams(x, xbit, per_sample))
     return F.linear(xq, fake_quant(w, qparams(w, wbit)), bias)
 

@@ -37,12 +37,17 @@ def training_markdown(rec: dict[str, Any], title: str = "Training record") -> st
         top1 = 100 * s.get("test_top1", float("nan"))
         lines.append(f"| {name} | {mode} | {s['epochs']} | {s['lr']:g} | "
                      f"{s['seconds'] / 60:.1f} min | {top1:.2f}% |")
+    joint = any("test_top1_float" in e for e in rec["epochs"])  # --pac-float-weight runs
     lines += ["", "Every epoch:", "", "| stage | epoch | loss | train top-1 | test top-1 | "
-              "mean digital cycles | seconds |", "|---|---|---|---|---|---|---|"]
+              + ("test top-1 in float | " if joint else "")
+              + "mean digital cycles | seconds |", "|---|---|---|---|---|---|---|"
+              + ("---|" if joint else "")]
     for e in rec["epochs"]:
         cyc = e.get("digital_cycles_mean")
+        fl = e.get("test_top1_float")
+        col = (f"{'-' if fl is None else f'{100 * fl:.2f}%'} | " if joint else "")
         lines.append(f"| {e['stage']} | {e['epoch']} | {e['loss']:.4f} | "
-                     f"{100 * e['train_top1']:.2f}% | {100 * e['test_top1']:.2f}% | "
+                     f"{100 * e['train_top1']:.2f}% | {100 * e['test_top1']:.2f}% | {col}"
                      f"{'-' if cyc is None else f'{cyc:.2f}'} | {e['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
