@@ -246,6 +246,10 @@ def _code_version() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if sha and dirty:
+            sha += " + uncommitted changes to pacim/accuracy/train"
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"pacim {version('pacim')}" + (f" (git {sha})" if sha else "")

@@ -1,6 +1,7 @@
 """A training record (``train.json``) as markdown: what ran, with which seed, how long, how well.
 
-``python -m pacim.accuracy.train.record runs/x/train.json > TRAINING.md``
+``python -m pacim.accuracy.train.record A.train.json [B.train.json ...] > TRAINING.md``: one
+section per record, titled by its file name (``fashion-resnet18.train.json``: fashion-resnet18).
 """
 
 from __future__ import annotations
@@ -9,6 +10,13 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+
+def _precision(c: dict[str, Any]) -> str:
+    if c.get("wbit") is None and c.get("xbit") is None:
+        return f"the arch's ({c.get('arch', 'pacim_65nm')}: W8A8)"
+    return (f"W{c.get('wbit') or 8}A{c.get('xbit') or 8}, the first conv at "
+            f"{c.get('first_bits', 8)} bits")
 
 
 def training_markdown(rec: dict[str, Any], title: str = "Training record") -> str:
@@ -25,6 +33,11 @@ def training_markdown(rec: dict[str, Any], title: str = "Training record") -> st
              f"seed {c['seed']}; batch {c['batch']}; torch {rec.get('torch', '?')}",
              f"- normalization: mean {rec['normalization']['mean']}, std "
              f"{rec['normalization']['std']}",
+             f"- precision: {_precision(c)}",
+             *([f"- started from `{c['init']}` (`--init`; BatchNorm frozen)"] if c.get("init")
+               else []),
+             *([f"- pac stage loss: PAC + {c['pac_float_weight']:g} x float"]
+               if c.get("pac_float_weight") else []),
              f"- wall time of all stages: {total / 60:.1f} min "
              f"({total / 3600:.2f} h; training and the per-epoch test pass, data loading "
              "excluded)", "", "Command lines, in the order they ran (a rerun resumes):", ""]
@@ -53,12 +66,18 @@ def training_markdown(rec: dict[str, Any], title: str = "Training record") -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the markdown of the train.json given as the argument."""
+    """Print the markdown of the train.json files given as arguments, one section each."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m pacim.accuracy.train.record TRAIN.json", file=sys.stderr)
+    if not args:
+        print("usage: python -m pacim.accuracy.train.record TRAIN.json [TRAIN.json ...]",
+              file=sys.stderr)
         return 2
-    print(training_markdown(json.loads(Path(args[0]).read_text())), end="")
+    parts = []
+    for a in args:
+        name = Path(a).name.removesuffix(".json").removesuffix(".train")
+        parts.append(training_markdown(json.loads(Path(a).read_text()),
+                                       f"Training record: {name}"))
+    print("\n".join(parts), end="")
     return 0
 
 
