@@ -75,6 +75,32 @@ def _smollm2_available() -> bool:
     return True
 
 
+def context_sweep(arch: Any, workload: str) -> dict[str, Any]:
+    """Decode against context by `pacim sweep --phase decode --grid context=...` (in process):
+    its records' per-token figures and the KV-over-weights crossover."""
+    from pacim.sweeps import SerialExecutor, sweep
+    from pacim.sweeps.context_plot import crossover
+
+    recs = sweep(arch, {"context": list(SWEEP_CONTEXTS)}, [workload], data=False,
+                 executor=SerialExecutor(), run={"phase": "decode", "tokens": SWEEP_TOKENS})
+    bad = [r["error"] for r in recs if r["status"] != "ok"]
+    if bad:
+        raise RuntimeError(f"context sweep failed: {bad[0]}")
+    points = {str(r["context"]): {
+        "tokens_per_s": r["tokens_per_s"],
+        "energy_per_token_uj": r["energy_per_token_pj"] * 1e-6,
+        "weight_read_mbit_per_token": r["weight_reads_bits_per_token"] * 1e-6,
+        "kv_read_mbit_per_token": r["kv_reads_bits_per_token"] * 1e-6,
+        "kv_write_mbit_per_token": r["kv_writes_bits_per_token"] * 1e-6,
+    } for r in recs}
+    return {"workload": workload, "arch": f"{arch.name}/{arch.attention.mapping}",
+            "tokens": SWEEP_TOKENS, "points": points,
+            "kv_over_weights_context": crossover([
+                {"context": r["context"], "kv_reads_bits_per_token": r["kv_reads_bits_per_token"],
+                 "weight_reads_bits_per_token": r["weight_reads_bits_per_token"]}
+                for r in recs])}
+
+
 def run(quick: bool = False) -> BenchResult:
     """Time the 4,096-token decode; full: the phase table and the context sweep."""
     cim = load_arch("pacim_65nm", {"attention.mapping": "cim"})
@@ -113,11 +139,7 @@ def run(quick: bool = False) -> BenchResult:
     res.figures["table_setup"] = {"prefill_tokens": PREFILL_TOKENS,
                                   "decode_context": DECODE_CONTEXT,
                                   "decode_tokens": DECODE_TOKENS}
-    sweep_wl = workloads[-1]
-    res.figures["sweep"] = {"workload": sweep_wl, "arch": "pacim_65nm/cim",
-                            "tokens": SWEEP_TOKENS, "points": {
-        str(c): _row(simulate_phase(cim, sweep_wl, "decode", context=c, tokens=SWEEP_TOKENS))
-        for c in SWEEP_CONTEXTS}}
+    res.figures["sweep"] = context_sweep(cim, workloads[-1])
     res.checks.append(Check("every MAC mapped in the table (max unmapped_macs)",
                             max(r[p]["unmapped_macs"] for r in table.values()
                                 for p in ("prefill", "decode")), "<=", 0))

@@ -39,13 +39,18 @@ def section(fig: dict[str, Any]) -> list[str]:
     sw = fig.get("sweep")
     if sw:
         out += ["", f"Decode of {sw['tokens']} tokens on {sw['workload']} @ {sw['arch']} against "
-                "the context length:", "",
+                "the context length (`pacim sweep --phase decode --grid context=...`):", "",
                 "| context | tokens/s | energy/token uJ | weight Mbit/token | "
                 "KV read Mbit/token |", "|---|---|---|---|---|"]
         for c, r in sw["points"].items():
             out.append(f"| {c} | {_n(r['tokens_per_s'])} | {_n(r['energy_per_token_uj'])} | "
                        f"{_n(r['weight_read_mbit_per_token'])} | "
                        f"{_n(r['kv_read_mbit_per_token'])} |")
+        cross = sw.get("kv_over_weights_context")
+        out += ["", (f"KV-cache reads per token overtake the weight reads at a context of "
+                     f"~{cross:,.0f} tokens (interpolated between the sweep's points)."
+                     if cross is not None else "KV-cache reads per token stay below the "
+                     "weight reads over the whole sweep.")]
     return out
 
 
@@ -64,31 +69,17 @@ def update_llm_doc(fig: dict[str, Any], doc: Path) -> bool:
 
 
 def figure(fig: dict[str, Any], path: Path) -> Path | None:
-    """Energy per token and traffic per token against context (the sweep); None without it."""
+    """The context sweep's figure (pacim plot --context on its points); None without it."""
+    from pacim.sweeps.context_plot import plot_context
+
     sw = fig.get("sweep")
     if not sw:
         return None
-    import matplotlib.pyplot as plt
-
-    ctx = [int(c) for c in sw["points"]]
-    pts = [sw["points"][str(c)] for c in ctx]
-    f, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.semilogx(ctx, [p["energy_per_token_uj"] for p in pts], "o-", label="energy / token")
-    a.set_xlabel("context (tokens in the KV cache)")
-    a.set_ylabel("energy per token (uJ)")
-    a2 = a.twinx()
-    a2.semilogx(ctx, [p["tokens_per_s"] for p in pts], "s--", color="C1", label="tokens/s")
-    a2.set_ylabel("tokens/s")
-    a.set_title(f"decode, {sw['workload']} @ {sw['arch']}")
-    a.grid(True, alpha=0.3)
-    b.loglog(ctx, [p["weight_read_mbit_per_token"] for p in pts], "o-", label="weight reads")
-    b.loglog(ctx, [p["kv_read_mbit_per_token"] for p in pts], "s-", label="KV cache reads")
-    b.set_xlabel("context (tokens in the KV cache)")
-    b.set_ylabel("Mbit per token")
-    b.set_title("memory reads per generated token")
-    b.grid(True, which="both", alpha=0.3)
-    b.legend()
-    f.tight_layout()
-    f.savefig(path, dpi=110)
-    plt.close(f)
+    recs = [{"workload": sw["workload"], "arch": sw["arch"], "context": int(c),
+             "energy_per_token_pj": p["energy_per_token_uj"] * 1e6,
+             "tokens_per_s": p["tokens_per_s"],
+             "weight_reads_bits_per_token": p["weight_read_mbit_per_token"] * 1e6,
+             "kv_reads_bits_per_token": p["kv_read_mbit_per_token"] * 1e6}
+            for c, p in sw["points"].items()]
+    plot_context(recs, path)
     return path

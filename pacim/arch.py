@@ -285,7 +285,7 @@ class Arch(_Strict):
 
     @model_validator(mode="after")
     def _attention(self) -> Arch:
-        check_attention(self.attention, self.energy)
+        check_attention(self.attention, self.energy, self.macro.banks)
         return self
 
     @model_validator(mode="after")

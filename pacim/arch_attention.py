@@ -4,7 +4,8 @@ QK^T and PV have no stationary weight: K^T and V are produced at run time. `mapp
 - null (absent): today's behaviour: the products are counted (`unmapped_macs`), never costed;
 - cim: K^T / V are written into the macro's banks as they are produced, the queries and the
   softmax probabilities stream through as inputs; the KV cache lives at `kv_home` between
-  uses and is reloaded into the cells each time its layer runs;
+  uses and is reloaded into the cells each time its layer runs, unless `kv_banks` reserves banks
+  that keep it resident across layers and steps (pacim/sched/kv_resident.py);
 - digital: a near-memory digital unit computes them (energy.digital_mac, digital_macs_per_cycle).
 With either mapping, softmax, RMSNorm, RoPE and SwiGLU are digital-periphery operations costed
 with the energy table (softmax_op, rmsnorm_op, rope_op, swiglu_op). See docs/LLM.md.
@@ -41,6 +42,11 @@ class Attention(Strict):
         None, ge=1, le=1 << 20,
         description="bits one bank writes into its cells per cycle; null: macro.cols (one row "
         "of the bank per cycle)")
+    kv_banks: int = Field(
+        0, ge=0, le=1 << 20,
+        description="mapping cim: banks reserved for a KV cache resident across layers and "
+        "steps (one KV tile each; the linear layers get the other banks); the positions that "
+        "do not fit are reloaded from kv_home each step. 0: no resident cache")
     digital_macs_per_cycle: float = Field(
         64, ge=MIN_RATE, le=MAX_RATE, description="near-memory digital unit: MACs per cycle")
     periphery_ops_per_cycle: float = Field(
@@ -48,8 +54,13 @@ class Attention(Strict):
         description="digital periphery (softmax, RMSNorm, RoPE, SwiGLU): element ops per cycle")
 
 
-def check_attention(att: Attention, energy: EnergyTable) -> None:
-    """ValueError naming the missing energy entries a mapping needs."""
+def check_attention(att: Attention, energy: EnergyTable, banks: int) -> None:
+    """ValueError naming the missing energy entries a mapping needs, or a bad kv_banks."""
+    if att.kv_banks and att.mapping != "cim":
+        raise ValueError(f"attention.kv_banks ({att.kv_banks}) needs attention.mapping cim")
+    if att.kv_banks >= banks:
+        raise ValueError(f"attention.kv_banks ({att.kv_banks}) must leave the linear layers "
+                         f"at least one of the macro.banks ({banks})")
     if att.mapping is None:
         return
     missing = [n for n in NEEDED_ENTRIES[att.mapping] if getattr(energy, n) is None]

@@ -74,6 +74,7 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
     """Prefill or decode of an LLM workload (shapes only); the report gains a "phase" block.
     `cache`: reuse identical shapes-only schedules of this process (sched.schedule)."""
     from .sched import combine, schedule
+    from .sched.kv_resident import linear_arch
 
     _check(phase, context, tokens)
     if not isinstance(arch, Arch):
@@ -83,7 +84,7 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
         progress(0, 2, "scheduler")
     if phase == "prefill":
         wl = step_workload(shape, f"{name}-prefill", tokens, context + tokens)
-        counts = schedule(arch, wl, cache=cache)
+        counts = schedule(linear_arch(arch), wl, cache=cache)
         report = counts_report(arch, wl, counts, attention_layer_counts(arch, wl))
         steps = 1
     else:
@@ -91,7 +92,7 @@ def simulate_phase(arch: Arch | str | Path, workload: Workload | str | Path, pha
         wl = step_workload(shape, f"{name}-decode", 1, kv0)
         # the KV home must hold the cache at its longest (the last step's)
         attention_layer_counts(arch, step_workload(shape, name, 1, kv1))
-        lin = [combine([c], repeat=tokens) for c in schedule(arch, wl, cache=cache)]
+        lin = [combine([c], repeat=tokens) for c in schedule(linear_arch(arch), wl, cache=cache)]
         extra = _decode_attention(arch, shape, name, kv0, kv1)
         macs = _decode_macs(wl, shape, kv0, kv1, tokens)
         report = counts_report(arch, wl, lin, extra, layer_macs=macs)
@@ -116,13 +117,15 @@ def _decode_attention(arch: Arch, shape: LlmShape, name: str, kv0: int, kv1: int
     if arch.attention.mapping is None:
         return {}
     from .sched import attention_counts, periphery_counts
+    from .sched.kv_resident import resident_positions
 
     per: dict[str, list[Any]] = {PERIPHERY: []}
     one = one_block(shape)
+    res = resident_positions(arch, step_layers(shape, 1, kv0))  # over the whole model
     for kv in range(kv0, kv1 + 1):  # one block: every block has the same attention shapes
         for la in step_layers(one, 1, kv):
             if la.kind == "matmul":
-                per.setdefault(la.name, []).append(attention_counts(arch, la))
+                per.setdefault(la.name, []).append(attention_counts(arch, la, res))
         per[PERIPHERY].append(periphery_counts(arch, PERIPHERY, periphery_ops(shape, 1, kv)))
     summed = {n: combine(cs) for n, cs in per.items()}
     out: dict[str, Any] = {}

@@ -185,7 +185,10 @@ def simulate(
                                                             index=i)
     if progress is not None:
         progress(len(mapped), total, "scheduler")
-    counts = schedule(arch, workload, stats if data else None, trace_path=trace_path)
+    from .sched.kv_resident import linear_arch
+
+    counts = schedule(linear_arch(arch), workload, stats if data else None,
+                      trace_path=trace_path)
     report = counts_report(arch, workload, counts, attention_layer_counts(arch, workload),
                            data=data, stats=stats, accs=accs, exact_flags=exact_flags)
     if progress is not None:
@@ -203,8 +206,12 @@ def attention_layer_counts(arch: Arch, workload: Workload) -> dict[str, Any]:
 
     if arch.attention.mapping is None:
         return {}
+    from .sched.kv_resident import resident_positions
+
     check_kv_home(arch, workload.layers, f"workload {workload.name}")
-    out = {la.name: attention_counts(arch, la) for la in workload.layers if la.kind == "matmul"}
+    p = resident_positions(arch, workload.layers)
+    out = {la.name: attention_counts(arch, la, p) for la in workload.layers
+           if la.kind == "matmul"}
     ops = workload.meta.get("periphery_ops")
     if ops:
         out[PERIPHERY] = periphery_counts(arch, PERIPHERY, ops)

@@ -344,3 +344,90 @@ def test_smollm2_decode_shape_and_kv() -> None:
     lin = sum(la.macs for la in step_layers(shape, 1, 1) if la.kind == "linear")
     att = 2 * 30 * 9 * 64 * sum(33 + i for i in range(4))
     assert s["macs"] == 4 * lin + att
+
+
+# --- a KV cache resident in the banks (attention.kv_banks) ---------------------------------
+# 2 blocks, 2 KV heads of head dim 16 on pacim_65nm (16 banks of 256 rows x 64 columns, 8-bit
+# K / V): a K^T tile holds 16 x 64 positions, a V tile 256 positions x 16, so P positions take
+# 2 blocks x 2 heads x (ceil(P / 64) + ceil(P / 256)) tiles: 8 banks hold P = 64.
+RES = LlmShape(blocks=2, hidden=32, ffn=48, heads=4, kv_heads=2, head_dim=16, head_out=0)
+RES_BITS = 2 * 16 * 8  # K (or V) bits of one position of one layer: 2 KV heads x 16 x 8 bits
+
+
+def _res_arch(kv_banks: int) -> object:
+    return load_arch("pacim_65nm", {"attention.mapping": "cim", "attention.kv_banks": kv_banks})
+
+
+@pytest.mark.parametrize(("kv_banks", "positions"), [(0, 0), (7, 0), (8, 64), (12, 128)])
+def test_resident_positions_closed_form(kv_banks: int, positions: int) -> None:
+    from pacim.sched.kv_resident import resident_positions
+
+    arch = _res_arch(kv_banks)
+    assert resident_positions(arch, step_layers(RES, 1, 100)) == positions
+
+
+def test_resident_kv_writes_reads_per_decode_step() -> None:
+    """Decode 10 tokens after 60 with 8 KV banks (P = 64): a step at KV length L writes the
+    new position into the cells and nothing else while L <= 64; beyond, positions 64..L-1 are
+    the overflow: the cached ones are read from kv_home and every overflow position is written
+    into the scratch cells, the new one also written to kv_home. Per layer and step:
+    reads RES_BITS (L - 65)+, kv_home writes RES_BITS [L > 64], cell writes RES_BITS x
+    (1 if L <= 64 else L - 64); 4 attention layers."""
+    context, tokens = 60, 10
+    ph = simulate_phase(_res_arch(8), step_workload(RES, "res", 1, 1), "decode",
+                        context=context, tokens=tokens).summary
+    lengths = range(context + 1, context + tokens + 1)
+    att = ph["attention"]
+    assert att["kv_reads_bits"] == 4 * RES_BITS * sum(max(0, L - 65) for L in lengths)
+    assert att["kv_reads_bits"] == 4 * RES_BITS * 15
+    assert att["kv_writes_bits"] == 4 * RES_BITS * sum(L > 64 for L in lengths) == 4 * 256 * 6
+    assert att["kv_cell_write_bits"] == 4 * RES_BITS * sum(1 if L <= 64 else L - 64
+                                                           for L in lengths) == 4 * 256 * 25
+    assert ph["phase"]["traffic_by_kind"]["kv_reads_bits"] == att["kv_reads_bits"]
+    # without the resident cache every step re-reads all cached positions and rewrites them all
+    ph0 = simulate_phase(_res_arch(0), step_workload(RES, "res", 1, 1), "decode",
+                         context=context, tokens=tokens).summary["attention"]
+    assert ph0["kv_reads_bits"] == 4 * RES_BITS * sum(L - 1 for L in lengths)
+    assert ph0["kv_cell_write_bits"] == 4 * RES_BITS * sum(lengths)
+    assert ph0["kv_writes_bits"] == 4 * RES_BITS * tokens
+
+
+def test_resident_step_cycles_and_linear_banks() -> None:
+    """One resident step (L = 61): QK^T computes its 2 tiles in one pass (2 left rows x 64
+    exact bit pairs) after writing the new column down 16 rows (16 cycles); PV after writing
+    one 128-bit row at 64 bits a cycle (2 cycles). The linear layers run on the 8 other banks."""
+    arch = _res_arch(8)
+    layers = {la.name.rsplit(".", 1)[-1]: la for la in step_layers(RES, 1, 61)[:9]}
+    qk, pv = (attention_counts(arch, layers[n], 64) for n in ("attn_qk", "attn_pv"))
+    assert (qk.compute_cycles, qk.stall_cycles["kv_load"], qk.cycles) == (128, 16, 144)
+    assert (pv.compute_cycles, pv.stall_cycles["kv_load"], pv.cycles) == (128, 2, 130)
+    assert qk.kv_cell_write_bits == pv.kv_cell_write_bits == RES_BITS
+    assert qk.kv_occupancy_bits == 61 * RES_BITS
+    assert qk.reads_bits["main"]["kv_cache"] == 0
+    wl = step_workload(RES, "res", 1, 61)
+    rep = simulate(arch, wl, data=False)
+    eight = schedule(load_arch("pacim_65nm", {"macro.banks": 8}), wl)
+    got = {d["name"]: d["cycles"] for d in rep.layers}
+    assert all(got[c.name] == c.cycles for c in eight)
+    assert rep.summary["unmapped_macs"] == 0
+
+
+def test_resident_decode_equals_step_by_step() -> None:
+    arch = _res_arch(8)
+    ph = simulate_phase(arch, step_workload(RES, "res", 1, 1), "decode", context=58,
+                        tokens=9).summary
+    steps = [r.summary for r in decode_steps(arch, RES, "res", 58, 9)]
+    for key in ("cycles", "macs", "weight_reloads"):
+        assert ph[key] == sum(s[key] for s in steps), key
+    for key in ("kv_reads_bits", "kv_writes_bits", "kv_cell_write_bits"):
+        assert ph["attention"][key] == sum(s["attention"][key] for s in steps), key
+    assert ph["energy_pj"] == pytest.approx(sum(s["energy_pj"] for s in steps), rel=1e-9)
+
+
+@pytest.mark.parametrize(("setting", "needle"), [
+    ({"attention.mapping": "digital", "attention.kv_banks": 2}, "needs attention.mapping cim"),
+    ({"attention.mapping": "cim", "attention.kv_banks": 16}, "must leave the linear layers"),
+])
+def test_bad_kv_banks(setting: dict, needle: str) -> None:
+    with pytest.raises(PacimError, match=needle):
+        load_arch("pacim_65nm", setting)

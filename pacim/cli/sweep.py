@@ -29,12 +29,20 @@ from .options import progress_option, seed_option
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Run on a Dask distributed cluster (needs pacim[dask]).")
 @click.option("--no-data", is_flag=True, help="Shapes only, default statistics (fast sweeps).")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default=None,
+              help="LLM inference phase of every point (needs --no-data; a --grid phase=... "
+                   "overrides it); the grid may then hold context= and tokens= too.")
+@click.option("--context", type=click.IntRange(min=0), default=None,
+              help="With a phase: tokens already in the KV cache [0] (or --grid context=...).")
+@click.option("--tokens", type=click.IntRange(min=1), default=None,
+              help="With a phase: prompt / generated tokens (or --grid tokens=...).")
 @seed_option(0, "Seed of the built-in workloads (>= 0).")
 @click.option("--fresh", is_flag=True, help="Start --out afresh instead of resuming it.")
 @progress_option
 def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, ...],
                   sets: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
-                  no_data: bool, seed: int, fresh: bool, progress: bool | None) -> None:
+                  no_data: bool, phase: str | None, context: int | None, tokens: int | None,
+                  seed: int, fresh: bool, progress: bool | None) -> None:
     """Run a parameter sweep: every --grid combination x every --workload.
 
     \b
@@ -47,6 +55,9 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
           --grid area.full_adder.value=14.8,25.8 --out area.jsonl   # area entries grid too
       pacim plot area.jsonl --x area_mm2 --y energy_pj --pareto -o area.png
       pacim sweep ... --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
+      pacim sweep --arch pacim_65nm --set attention.mapping=cim --workload smollm2-135m \
+          --no-data --phase decode --tokens 64 --grid context=128,512,2048,8192 --out ctx.jsonl
+      pacim plot ctx.jsonl --context -o context.png   # energy/token, tokens/s, KV vs weights
     """
     from ..arch import load_arch, parse_assignment
     from ..progress import Progress
@@ -70,6 +81,8 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
         if key in grid:
             raise PacimError(f"--grid {key} given twice")
         grid[key] = values
+    run = {k: v for k, v in (("phase", phase), ("context", context), ("tokens", tokens))
+           if v is not None}
     n_points = len(expand_grid(grid)) * len(set(workloads))
     check_store_path(out, "--out")
 
@@ -91,7 +104,8 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
     clean = False
     try:
         records = sweep(arch, grid, list(workloads), data=not no_data, executor=executor,
-                        out=out, resume=not fresh, seed=seed, progress=on_progress)
+                        out=out, resume=not fresh, seed=seed, progress=on_progress,
+                        run=run)
         clean = True
     finally:
         prog.close()
@@ -139,8 +153,12 @@ def sweep_command(arch_path: str, workloads: tuple[str, ...], grids: tuple[str, 
 @click.option("--logy", is_flag=True, help="Log-scale y axis.")
 @click.option("--front3", is_flag=True,
               help="Outline the points on the energy / latency / area Pareto front.")
+@click.option("--context", "context", is_flag=True,
+              help="A phase sweep over --grid context=...: energy per token and tokens/s, and "
+                   "weight vs KV-cache reads per token, against context (--x/--y ignored).")
 def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto: bool,
-                 max_x: bool, max_y: bool, logx: bool, logy: bool, front3: bool) -> None:
+                 max_x: bool, max_y: bool, logx: bool, logy: bool, front3: bool,
+                 context: bool) -> None:
     """Plot a sweep (JSONL: scatter + Pareto front) or a simulate JSON report (per layer).
 
     \b
@@ -150,6 +168,7 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
       pacim plot sweep.jsonl --x area_mm2 --y energy_pj --pareto --front3 -o area.png
       pacim simulate --arch arch_configs/pacim_65nm.yaml --workload resnet18 --json r.json
       pacim plot r.json -o layers.png
+      pacim plot ctx.jsonl --context -o context.png   # a --phase sweep over context
     """
     from ..report import check_writable
     from ..report.plots import plot_report_layers
@@ -157,6 +176,17 @@ def plot_command(path: str, out: str, x: str, y: str, color: str | None, pareto:
 
     check_writable(out, "-o", image=True)
     kind, content = load_plot_input(path)
+    if context:
+        if kind == "report":
+            raise PacimError(f"--context plots a sweep (JSONL), not a report: {path}")
+        from ..sweeps.context_plot import plot_context
+
+        info = plot_context(content, out, option="-o")
+        cross = "; ".join(f"{k}: KV reads overtake weight reads at context ~{v:,.0f}"
+                          if v is not None else f"{k}: KV reads stay below weight reads"
+                          for k, v in info["crossover"].items())
+        click.echo(f"{info['points']} points in {info['series']} series -> {out} ({cross})")
+        return
     if kind == "report":
         plot_report_layers(content, out, option="-o")
         click.echo(f"per-layer cycles and energy of {Path(path).name} -> {out}")

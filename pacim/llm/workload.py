@@ -92,8 +92,10 @@ def smollm2_workload(
 
         layers += [lin("attn_in", n) for n in SITE_LINEARS["attn_in"]]
         g = nh // cfg.n_kv_heads  # grouped-query attention: query heads per KV head
-        layers.append(matmul_layer(f"blk.{i}.attn_qk", t, hd, t, count=nh, group=g))
-        layers.append(matmul_layer(f"blk.{i}.attn_pv", t, t, hd, count=nh, group=g))
+        layers.append(matmul_layer(f"blk.{i}.attn_qk", t, hd, t, count=nh, group=g,
+                                   kv_axis="k"))
+        layers.append(matmul_layer(f"blk.{i}.attn_pv", t, t, hd, count=nh, group=g,
+                                   kv_axis="n"))
         layers.append(lin("attn_out", "attn_output"))
         layers += [lin("ffn_in", n) for n in SITE_LINEARS["ffn_in"]]
         layers.append(lin("ffn_act", "ffn_down"))

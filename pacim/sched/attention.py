@@ -12,7 +12,10 @@ cim: each right operand is tiled onto the banks like a weight (rows x channels p
     pass writes for ceil(full tile bits / write_bits_per_cycle) cycles (banks in parallel) and
     the cached bits cross the kv_home bus; then the pass's left rows stream through bit-serially,
     exact (all xbit x wbit pairs; PAC on attention is the numerics phase's). cycles =
-    kv_load + compute + the global-buffer streaming that compute does not hide.
+    kv_load + compute + the global-buffer streaming that compute does not hide. With
+    attention.kv_banks, the first `resident` positions sit in the reserved banks (only the new
+    ones are written, in the busiest tile's rows) and run beside the overflow, which is tiled
+    as above on the other banks (kv_resident.py).
 digital: the near-memory digital unit does every MAC at digital_macs_per_cycle; its cycles are
     the longest of its MACs, the cached-KV reads on the kv_home bus and the streaming.
 See docs/LLM.md.
@@ -26,6 +29,7 @@ from ..arch import Arch
 from ..errors import PacimError
 from ..workloads.ir import Layer
 from .counts import LayerCounts, empty_traffic
+from .kv_resident import channels_per_tile, kv_dims
 
 KV_KIND = "kv_cache"  # data kind of K / V in the memory traffic
 PERIPHERY_OPS = ("softmax", "rmsnorm", "rope", "swiglu")  # energy entries <op>_op
@@ -61,8 +65,9 @@ def check_kv_home(arch: Arch, layers: Iterable[Layer], what: str) -> int:
     return total
 
 
-def attention_counts(arch: Arch, layer: Layer) -> LayerCounts:
-    """Counts of one matmul layer under arch.attention.mapping (cim or digital)."""
+def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts:
+    """Counts of one matmul layer under arch.attention.mapping (cim or digital); `resident`:
+    KV positions held in the reserved banks (kv_resident.resident_positions; cim only)."""
     att, m, mem = arch.attention, arch.macro, arch.memory
     if layer.kind != "matmul" or att.mapping is None:
         raise ValueError(f"layer {layer.name}: attention counts need a matmul layer and "
@@ -95,41 +100,95 @@ def attention_counts(arch: Arch, layer: Layer) -> LayerCounts:
             bit_serial_cycles=0, column_cycles=0, active_row_cycles=0, bpbs_conversions=0,
             psum_bits=0, reads_bits=reads, writes_bits=writes, digital_macs=macs,
             busy_cycles={"digital_unit": compute}, **common)
-    bs = m.kind == "bit_serial"
-    cpt = m.cols if bs else m.cols // wbit
-    rt, ct = cdiv(n, m.rows), cdiv(k, cpt)
-    tiles = inst * rt * ct
-    passes = cdiv(tiles, m.banks)
-    steps = xbit * wbit if bs else xbit  # exact: every bit pair (bit_serial) / input bit (bp_bs)
-    compute = passes * v * steps * m.cycles_per_step
-    tile_bits = min(n, m.rows) * min(k, cpt) * wbit
-    write = passes * cdiv(tile_bits, att.write_bits_per_cycle or m.cols)
-    kv_load = max(write, cdiv(kv_rd, home_bus))
-    stream = inst * v * n * ct * xbit  # every tile receives its rows of every left row
+    rsd = resident if layer.kv_axis is not None else 0
+    scratch = m.banks - att.kv_banks
+    wbpc = att.write_bits_per_cycle or m.cols
+    res: dict[str, int] | None = None
+    w_res = 0
+    if rsd:  # positions < resident stay in the reserved banks; the rest overflow (see module)
+        L, d = kv_dims(layer)
+        c = layer.cached // d
+        r_all, r_c = min(L, rsd), min(c, rsd)
+        r_new, o_all, o_c = r_all - r_c, L - min(L, rsd), c - r_c
+        kv_rd, kv_wr = inst * o_c * d * wbit, inst * (o_all - o_c) * d * wbit
+        cell_bits = inst * (r_new + o_all) * d * wbit
+        axis_k = layer.kv_axis == "k"
+        res = _part(arch, inst, v, *((d, r_all) if axis_k else (r_all, d)), att.kv_banks)
+        over = _part(arch, inst, v, *((d, o_all) if axis_k else (o_all, d)), scratch)
+        cpt = channels_per_tile(arch)
+        if r_new:  # the new positions' rows (V) or columns (K^T) into the busiest tile
+            w_res = (min(d, m.rows) * cdiv(min(r_new, cpt) * wbit, wbpc) if axis_k
+                     else min(r_new, m.rows) * cdiv(min(d, cpt) * wbit, wbpc))
+        occupancy = inst * r_all * d * wbit + min(inst * o_all * d * wbit,
+                                                  scratch * over["tile_bits"])
+        combine_psums = (not axis_k) and r_all > 0 and o_all > 0
+    else:
+        cell_bits = inst * elems * wbit
+        over = _part(arch, inst, v, n, k, scratch)
+        occupancy = min(cell_bits, scratch * over["tile_bits"])
+        combine_psums = False
+    parts = [p for p in (res, over) if p is not None and p["tiles"]]
+    path_res = w_res + res["compute"] if res is not None and res["tiles"] else 0
+    kv_load_o = (max(over["passes"] * cdiv(over["tile_bits"], wbpc), cdiv(kv_rd, home_bus))
+                 if over["tiles"] else cdiv(kv_rd, home_bus))
+    path_o = kv_load_o + over["compute"]
+    compute = res["compute"] if res is not None and path_res > path_o else over["compute"]
+    kv_load = max(path_res, path_o) - compute
+    reads[home][KV_KIND] = kv_rd
+    writes[home][KV_KIND] = kv_wr
+    stream = sum(p["stream"] for p in parts)
     reads["global_buffer"]["act_full"] = stream
     writes["bank_buffer"]["act_full"] = stream
     reads["bank_buffer"]["act_full"] = stream
     io = cdiv(stream + out_bits, mem.global_buffer.bus_bits)
     mem_stall = max(0, io - compute)
     cycles = kv_load + compute + mem_stall
-    vt = tiles * v
+    bs = m.kind == "bit_serial"
+    steps = xbit * wbit if bs else xbit
+    vt = sum(p["tiles"] for p in parts) * v
     busy = vt * steps * m.cycles_per_step
     xmax, wmax = (1 << xbit) - 1, (1 << wbit) - 1
-    cap = m.banks * tile_bits
-    common.update(passes=passes)
+    width = (n * xmax * wmax).bit_length()
+    psum = inst * v * width * (sum(p["k"] * (p["rt"] - 1) for p in parts) + k * combine_psums)
+    if rsd and layer.kv_axis == "n":  # resident and overflow positions stack as row tiles
+        row_tiles, col_tiles = sum(p["rt"] for p in parts), parts[0]["ct"]
+    elif rsd:  # K^T: they stack as column tiles
+        row_tiles, col_tiles = parts[0]["rt"], sum(p["ct"] for p in parts)
+    else:
+        row_tiles, col_tiles = over["rt"], over["ct"]
+    common.update(passes=sum(p["passes"] for p in parts))
     return LayerCounts(
         cycles=cycles, compute_cycles=compute,
         stall_cycles={"kv_load": kv_load, "memory": mem_stall},
         bank_utilization=busy / (m.banks * cycles) if cycles else 0.0, vector_tiles=vt,
         bit_serial_cycles_baseline=vt * xbit * wbit, bit_serial_cycles=vt * steps,
-        column_cycles=inst * k * rt * v * steps if bs else 0,
+        column_cycles=sum(p["col"] for p in parts) if bs else 0,
         active_row_cycles=inst * elems * v * steps if bs else 0,
-        bpbs_conversions=0 if bs else inst * k * wbit * rt * v * xbit,
-        psum_bits=inst * v * k * (rt - 1) * (n * xmax * wmax).bit_length(),
-        reads_bits=reads, writes_bits=writes, row_tiles=rt, col_tiles=ct,
+        bpbs_conversions=0 if bs else sum(p["conv"] for p in parts),
+        psum_bits=psum, reads_bits=reads, writes_bits=writes,
+        row_tiles=row_tiles, col_tiles=col_tiles,
         digital_cycles_mean=float(steps), busy_cycles={"banks": busy},
-        kv_cell_write_bits=inst * elems * wbit, kv_occupancy_bits=min(inst * elems * wbit, cap),
-        **common)
+        kv_cell_write_bits=cell_bits, kv_occupancy_bits=occupancy, **common)
+
+
+def _part(arch: Arch, inst: int, v: int, n: int, k: int, banks: int) -> dict[str, int]:
+    """One part of a right operand (n x k per instance) tiled onto `banks` banks: its tiles,
+    passes, exact compute cycles, streamed bits and per-part energy counts."""
+    m = arch.macro
+    if n <= 0 or k <= 0:
+        return dict(tiles=0, passes=0, compute=0, tile_bits=0, stream=0, col=0, conv=0,
+                    rt=0, ct=0, k=0)
+    bs = m.kind == "bit_serial"
+    cpt = channels_per_tile(arch)
+    rt, ct = cdiv(n, m.rows), cdiv(k, cpt)
+    tiles = inst * rt * ct
+    passes = cdiv(tiles, banks)
+    steps = m.xbit * m.wbit if bs else m.xbit  # exact: every bit pair / input bit (bp_bs)
+    return dict(tiles=tiles, passes=passes, compute=passes * v * steps * m.cycles_per_step,
+                tile_bits=min(n, m.rows) * min(k, cpt) * m.wbit,
+                stream=inst * v * n * ct * m.xbit,  # every tile gets its rows of every left row
+                col=inst * k * rt * v * steps, conv=inst * k * m.wbit * rt * v * m.xbit,
+                rt=rt, ct=ct, k=k)
 
 
 def periphery_counts(arch: Arch, name: str, ops: Mapping[str, int]) -> LayerCounts:

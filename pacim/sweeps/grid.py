@@ -1,7 +1,9 @@
 """Sweep grids: expansion of {key: values} into override points, and the points' keys.
 
-A point is (arch overrides, workload name); its key hashes the point's full resolved config,
-so a resumed sweep recognizes the points it has already run.
+A point is (arch overrides, run options, workload name); its key hashes the point's full
+resolved config, so a resumed sweep recognizes the points it has already run. Grid keys are
+dotted arch keys, except RUN_KEYS (phase, context, tokens): the LLM inference phase a point
+runs (pacim.phase.simulate_phase) instead of a plain simulate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..arch import Arch
 from ..errors import PacimError
 
 SimulateFn = Callable[..., Any]
+RUN_KEYS = ("phase", "context", "tokens")  # grid keys that are run options, not arch keys
 
 
 def expand_grid(
@@ -92,10 +95,52 @@ def workload_id(name: str) -> str:
     return name
 
 
-def point_key(arch_dict: Mapping[str, Any], workload: str, data: bool, seed: int) -> str:
-    """Hash of a point's full config: resolved arch dict + workload + data + seed."""
-    return digest({"arch": arch_dict, "workload": workload, "data": bool(data),
-                    "seed": int(seed)})
+def point_key(arch_dict: Mapping[str, Any], workload: str, data: bool, seed: int,
+              run: Mapping[str, Any] | None = None) -> str:
+    """Hash of a point's full config: resolved arch dict + workload + data + seed (+ the run
+    options of a phase point; without them the key is what it always was)."""
+    cfg: dict[str, Any] = {"arch": arch_dict, "workload": workload, "data": bool(data),
+                           "seed": int(seed)}
+    if run:
+        cfg["run"] = dict(run)
+    return digest(cfg)
+
+
+def split_run(ov: Mapping[str, Any], base: Mapping[str, Any] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(arch overrides, run options) of a grid point; run = base run options + its RUN_KEYS."""
+    run = dict(base or {})
+    run.update({k: v for k, v in ov.items() if k in RUN_KEYS})
+    return {k: v for k, v in ov.items() if k not in RUN_KEYS}, run
+
+
+def check_run(run: Mapping[str, Any], data: bool) -> dict[str, Any]:
+    """Validated run options ({} or phase, context, tokens); PacimError on a bad one."""
+    from ..phase import PHASES
+
+    if not run:
+        return {}
+    bad = sorted(set(run) - set(RUN_KEYS))
+    if bad:
+        raise PacimError(f"unknown run options {bad}; known: {list(RUN_KEYS)}")
+    phase = run.get("phase")
+    if phase is None:
+        raise PacimError(f"sweep keys {sorted(run)} need a phase (--phase prefill|decode or "
+                         "--grid phase=...)")
+    if phase not in PHASES:
+        raise PacimError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    if data:
+        raise PacimError("a phase sweep needs --no-data (data=False): the phases are a cost "
+                         "model of shapes")
+    out: dict[str, Any] = {"phase": phase}
+    for k, lo in (("context", 0), ("tokens", 1)):
+        v = run.get(k, 0 if k == "context" else None)
+        if v is None:
+            raise PacimError("a phase sweep needs tokens (--tokens T or --grid tokens=...)")
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise PacimError(f"{k} must be an integer >= {lo}, got {v!r}")
+        out[k] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,25 +156,32 @@ class Point:
 
 def make_points(
     arch: Arch, overrides: Sequence[Mapping[str, Any]], workloads: Sequence[str], data: bool,
-    seed: int, simulate_fn: SimulateFn | None = None,
+    seed: int, simulate_fn: SimulateFn | None = None, run: Mapping[str, Any] | None = None,
 ) -> list[Point]:
-    """Resolve each (workload, overrides) into a Point; invalid overrides become error points."""
+    """Resolve each (workload, overrides) into a Point; invalid overrides become error points.
+    `run`: fixed run options (phase, context, tokens) that RUN_KEYS of a point override; bad
+    run options raise PacimError (they are the whole sweep's mistake)."""
     base = arch.to_dict()
     ids = {w: workload_id(w) for w in workloads}
     points: list[Point] = []
     for wl in workloads:
         for ov in overrides:
             ov = dict(ov)
+            arch_ov, opts = split_run(ov, run)
+            opts = check_run(opts, data)
             try:
-                resolved = arch.with_overrides(ov).to_dict()
+                resolved = arch.with_overrides(arch_ov).to_dict()
             except (PacimError, ValueError, TypeError) as e:
                 key = digest({"base": base, "overrides": ov, "workload": ids[wl],
-                               "data": bool(data), "seed": int(seed), "invalid": True})
+                               "data": bool(data), "seed": int(seed), "invalid": True,
+                               **({"run": opts} if opts else {})})
                 points.append(Point(key, ov, wl, None, f"{type(e).__name__}: {e}"))
                 continue
-            key = point_key(resolved, ids[wl], data, seed)
+            key = point_key(resolved, ids[wl], data, seed, opts)
             task = {"key": key, "arch": resolved, "overrides": ov, "workload": wl,
                     "data": bool(data), "seed": int(seed)}
+            if opts:
+                task["run"] = opts
             if simulate_fn is not None:
                 task["simulate"] = simulate_fn
             points.append(Point(key, ov, wl, task))

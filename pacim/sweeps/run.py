@@ -219,11 +219,14 @@ def sweep(
     resume: bool = True,
     seed: int = 0,
     progress: SweepProgress | None = None,
+    run: Mapping[str, Any] | None = None,
     _simulate: SimulateFn | None = None,
 ) -> list[dict[str, Any]]:
     """Simulate every (workload, grid point); returns one flat record per point.
 
-    grid: {dotted arch key: [values]} (cartesian product) or a list of override dicts.
+    grid: {dotted arch key: [values]} (cartesian product) or a list of override dicts; the keys
+    phase, context and tokens (grid.RUN_KEYS) are run options, not arch keys: such a point runs
+    pacim.phase.simulate_phase (needs data=False). run: fixed run options the grid's override.
     executor: None (local processes, one per core), a concurrent.futures.Executor, or a
     dask.distributed.Client. out: JSONL appended as points finish; with resume, points whose
     key is already there are not run again (resume=False starts the file afresh).
@@ -233,9 +236,15 @@ def sweep(
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
     names = _as_names(workloads)
-    _check_workloads(names)
     overrides = expand_grid(grid)
-    points = make_points(arch, overrides, names, data, seed, _simulate)
+    points = make_points(arch, overrides, names, data, seed, _simulate, run)
+    if any(pt.task and pt.task.get("run") for pt in points):
+        from .worker import cached_llm
+
+        for name in names:  # fail fast: a phase needs an LLM workload's shape
+            cached_llm(name, seed)
+    else:
+        _check_workloads(names)
     unique: dict[str, Point] = {}
     for pt in points:
         unique.setdefault(pt.key, pt)

@@ -20,10 +20,31 @@ METRICS = (
     "energy_memory_share", "digital_cycles_mean", "sqnr_db", "output_rmse",
     "area_mm2", "tops_per_mm2", "tops_per_mm2_1b", "peak_tops_per_mm2",
 )
+# Figures of a phase point (the report's "phase" block), after METRICS; bits are per token.
+PHASE_METRICS = (
+    "tokens_per_s", "energy_per_token_pj", "latency_per_token_s", "weight_reads_bits_per_token",
+    "kv_reads_bits_per_token", "kv_writes_bits_per_token", "weight_reloads_per_step",
+    "weight_load_share", "kv_load_share",
+)
 
 
 
 _WORKLOADS: dict[tuple[str, bool, int], Any] = {}
+_SHAPES: dict[tuple[str, int], Any] = {}
+
+
+def cached_llm(name: str, seed: int) -> Any:
+    """An LLM workload's decoder shape as a layer-less Workload, built once per process (what
+    pacim.phase.simulate_phase needs of it)."""
+    k = (name, int(seed))
+    wl = _SHAPES.get(k)
+    if wl is None:
+        from ..phase import llm_shape
+        from ..workloads.ir import Workload
+
+        shape, model = llm_shape(name, seed)
+        wl = _SHAPES[k] = Workload(model, (), {"llm": shape.to_dict(), "model": model})
+    return wl
 
 
 def cached_workload(name: str, data: bool, seed: int) -> Any:
@@ -52,6 +73,13 @@ def headline(report: Mapping[str, Any]) -> dict[str, Any]:
         sqnr_db=acc.get("sqnr_db"),
         output_rmse=acc.get("output_rmse_vs_exact"),
     )
+    ph = report.get("phase")
+    if isinstance(ph, Mapping):
+        t, n = ph["traffic_by_kind"], ph["tokens"]
+        out.update({k: ph.get(k) for k in PHASE_METRICS if k in ph})
+        out.update(weight_reads_bits_per_token=t["weights"]["reads_bits"] / n,
+                   kv_reads_bits_per_token=t["kv_reads_bits"] / n,
+                   kv_writes_bits_per_token=t["kv_writes_bits"] / n)
     breakdown = report.get("energy_breakdown_pj")
     if isinstance(breakdown, Mapping):
         out.update(flatten(dict(breakdown), "energy_pj."))
@@ -77,11 +105,20 @@ def run_point(task: Mapping[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     rec = base_record(task["key"], task["overrides"], task["workload"],
                        task["arch"].get("name"), task["data"], task["seed"])
+    run = task.get("run") or {}
+    for k, v in run.items():  # fixed run options too (phase, context, tokens), flat
+        rec.setdefault(k, v)
     try:
         arch = Arch.model_validate(task["arch"])
         hook = task.get("simulate")
         if hook is not None:  # a test hook replacing load + simulate: gets the workload name
-            report = hook(arch, task["workload"], data=task["data"], seed=task["seed"])
+            report = hook(arch, task["workload"], data=task["data"], seed=task["seed"], **run)
+        elif run:
+            from ..phase import simulate_phase
+
+            report = simulate_phase(arch, cached_llm(task["workload"], task["seed"]),
+                                    run["phase"], context=run["context"],
+                                    tokens=run["tokens"], seed=task["seed"])
         else:
             from ..pipeline import simulate
 
@@ -107,7 +144,7 @@ MAX_GROUP = 8  # points per task: bounds what a killed worker can lose
 def _schedule_signature(task: Mapping[str, Any]) -> str:
     """What a point's schedule depends on (pacim.sched.schedule_signature), workload, data."""
     return digest([*schedule_signature(task["arch"]), task["workload"], task["data"],
-                   task["seed"]])
+                   task["seed"], task.get("run")])
 
 
 def group_tasks(tasks: Sequence[dict[str, Any]], max_group: int = MAX_GROUP

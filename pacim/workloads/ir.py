@@ -39,6 +39,7 @@ class Layer:
     # matmul only: the right operand (n x k, e.g. K^T or V) is what arch.attention maps
     group: int = 1  # left-operand instances sharing one right operand (GQA: heads / kv_heads)
     cached: int = 0  # elements of each right operand already in the KV cache (the rest are new)
+    kv_axis: str | None = None  # the right operand's axis along KV positions: "k" (K^T), "n" (V)
     # real data, present when the workload was built with data
     weight: np.ndarray | None = field(default=None, repr=False)
     bias: np.ndarray | None = field(default=None, repr=False)
@@ -148,18 +149,24 @@ def linear_layer(name: str, rows: int, in_features: int, out_features: int, **kw
 
 
 def matmul_layer(name: str, rows: int, n: int, k: int, count: int = 1, group: int = 1,
-                 cached: int = 0) -> Layer:
+                 cached: int = 0, kv_axis: str | None = None) -> Layer:
     """An activation x activation product (count independent (rows x n)@(n x k)).
 
     `group` products share one right operand (count / group distinct ones: grouped-query
     attention's KV heads); `cached` of each right operand's n x k elements come from the KV
-    cache, the rest are produced by this step."""
+    cache, the rest are produced by this step. `kv_axis`: the right operand's axis that runs
+    along KV positions ("k": K^T, dh x L; "n": V, L x dh; None: not a KV cache), what a cache
+    resident in the banks (attention.kv_banks) is allocated by."""
     if group < 1 or count % group:
         raise ValueError(f"layer {name}: count {count} is not a multiple of group {group}")
     if not 0 <= cached <= n * k:
         raise ValueError(f"layer {name}: cached {cached} outside 0..{n * k} (n x k)")
+    if kv_axis not in (None, "n", "k"):
+        raise ValueError(f"layer {name}: kv_axis must be 'n', 'k' or None, got {kv_axis!r}")
+    if kv_axis is not None and cached % (k if kv_axis == "n" else n):
+        raise ValueError(f"layer {name}: cached {cached} is not whole KV positions")
     return Layer(name=name, kind="matmul", n=n, k=k, vectors=rows * count, in_shape=(rows, n),
-                 group=group, cached=cached)
+                 group=group, cached=cached, kv_axis=kv_axis)
 
 
 @dataclass(frozen=True, eq=False)

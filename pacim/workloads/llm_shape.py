@@ -67,8 +67,8 @@ def step_layers(shape: LlmShape, q: int, kv: int) -> list[Layer]:
         nq, nk, nv, nqk, npv, no, ng, nu, nd = _names(shape, i)
         out += [linear_layer(nq, q, d, h * dh), linear_layer(nk, q, d, kvd),
                 linear_layer(nv, q, d, kvd),
-                matmul_layer(nqk, q, dh, kv, count=h, group=g, cached=cached),
-                matmul_layer(npv, q, kv, dh, count=h, group=g, cached=cached),
+                matmul_layer(nqk, q, dh, kv, count=h, group=g, cached=cached, kv_axis="k"),
+                matmul_layer(npv, q, kv, dh, count=h, group=g, cached=cached, kv_axis="n"),
                 linear_layer(no, q, h * dh, d), linear_layer(ng, q, d, f),
                 linear_layer(nu, q, d, f), linear_layer(nd, q, f, d)]
     if shape.head_out:
