@@ -34,6 +34,7 @@ BENCHES = [
     ("bench_analog", True),  # speed in --quick; the sweeps and the data study in the full run
     ("bench_fashion", True),  # quick: the speed ratio only; full: the table, hardware, thresholds
     ("bench_phase", True),  # quick: the decode speed ratio and exactness; full: the table, sweep
+    ("bench_analog_accuracy", False),  # full only: trained 8/4/1-bit networks on the ADC
     ("bench_llm", False),
 ]
 

@@ -176,6 +176,9 @@ def write_results_md(results: dict[str, Any], path: Path | None = None) -> Path:
     from benchmarks import bench_analog
 
     lines += bench_analog.results_md(results)
+    from benchmarks import bench_analog_accuracy
+
+    lines += bench_analog_accuracy.results_md(results)
 
     fashion = results.get("fashion_resnet18", {}).get("figures", {})
     if fashion and "skipped" not in fashion:
@@ -273,6 +276,12 @@ def _make_figures(results: dict[str, Any]) -> list[tuple[str, Path]]:
     p = bench_analog.figure(results, DOCS / "analog_sweep.png")
     if p is not None:
         out.append(("analog BP/BS: SQNR vs ADC bits and noise, column sums of real data", p))
+    from benchmarks import bench_analog_accuracy
+
+    p = bench_analog_accuracy.figure(results.get("analog_accuracy", {}).get("figures", {}),
+                                     DOCS / "analog_accuracy.png")
+    if p is not None:
+        out.append(("analog BP/BS: top-1 of the trained W4A4 network vs ADC bits and noise", p))
     from benchmarks import phase_report
 
     p = phase_report.figure(results.get("phase", {}).get("figures", {}), DOCS / "llm_context.png")

@@ -102,6 +102,11 @@ class Macro(_Strict):
         "need several for settling and the ADC)",
     )
     adc_bits: int = Field(8, ge=1, le=16, description="bp_bs column ADC resolution")
+    first_layer_bits: int | None = Field(
+        None, ge=1, le=16,
+        description="weight and activation bits of the network's first conv (null: wbit/xbit); "
+        "low-bit networks keep their first conv at 8 bits, and a bit-precision-scalable array "
+        "(Jia et al.: 1-8 b) runs it so")
 
 
 class Analog(_Strict):
@@ -312,6 +317,13 @@ class Arch(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly)."""
         return self.model_dump(mode="json")
+
+    def first_layer_arch(self) -> Arch:
+        """The chip as it runs the network's first conv (macro.first_layer_bits, if set)."""
+        b = self.macro.first_layer_bits
+        if b is None or (b, b) == (self.macro.xbit, self.macro.wbit):
+            return self
+        return self.with_overrides({"macro.xbit": b, "macro.wbit": b})
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Arch:
         """A new Arch with dotted-key overrides applied and re-validated."""

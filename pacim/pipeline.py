@@ -147,7 +147,7 @@ def simulate(
     arch: an Arch or a YAML path; workload: a Workload or a name/path for `load_workload`.
     data=False simulates shapes only, with documented default statistics (fast, for sweeps).
     """
-    from .sched import layer_is_exact, schedule
+    from .sched import layer_arch, layer_is_exact, schedule
     from .workloads import load_workload
 
     if not isinstance(arch, Arch):
@@ -181,8 +181,8 @@ def simulate(
         if progress is not None:
             progress(i, total, layer.name)
         if data:
-            stats[layer.name], accs[layer.name] = run_layer(arch, layer, exact_flags[layer.name],
-                                                            index=i)
+            stats[layer.name], accs[layer.name] = run_layer(
+                layer_arch(arch, layer, first=i == 0), layer, exact_flags[layer.name], index=i)
     if progress is not None:
         progress(len(mapped), total, "scheduler")
     from .sched.kv_resident import linear_arch
@@ -227,7 +227,7 @@ def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict
     attention / periphery counts (attention_layer_counts). `layer_macs` overrides layers' MACs
     (a decode phase: its steps' sum)."""
     from . import energy as energy_mod
-    from .sched import layer_is_exact, summarize
+    from .sched import layer_arch, layer_is_exact, summarize
 
     stats, accs = stats or {}, accs or {}
     mapped = [la for la in workload.layers if la.mapped]
@@ -235,6 +235,8 @@ def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict
         exact_flags = {la.name: layer_is_exact(arch, la, first=i == 0)
                        for i, la in enumerate(mapped)}
     counts_by_name = {c.name: c for c in counts}
+    first_name = mapped[0].name if mapped else None
+    first_arch = layer_arch(arch, mapped[0], first=True) if mapped else arch
     all_counts = list(counts) + list(extra.values())
     sched_summary = summarize(all_counts)
     layers_out: list[dict[str, Any]] = []
@@ -242,7 +244,8 @@ def counts_report(arch: Arch, workload: Workload, counts: list[Any], extra: dict
 
     def costed(d: dict[str, Any], c: Any) -> None:
         d.update(layer_schedule_fields(c))
-        e = breakdowns[c.name] = energy_mod.layer_energy(arch, c)
+        e = breakdowns[c.name] = energy_mod.layer_energy(
+            first_arch if c.name == first_name else arch, c)
         d["energy_pj"] = sum(e.values())
         d["energy_breakdown_pj"] = e
 

@@ -18,7 +18,8 @@ from .norm import Normalization
 @click.command("accuracy")
 @click.option("--model", "model_path", required=True, metavar="NET.onnx|NAME",
               help="Trained network in ONNX (needs the onnx extra), or a shipped model: "
-                   "fashion-resnet18.")
+                   "fashion-resnet18 (and its other stages: fashion-resnet18-pretrain, -nat, "
+                   "-pac-only, -w4a4, -w1a1).")
 @click.option("--data", "data_path", required=True, metavar="NAME|DIR|FILE",
               help="fashion-mnist (after `pacim data fetch`), an IDX folder or file, CIFAR "
                    "batch file or directory, ImageFolder tree, or .npz.")

@@ -127,7 +127,8 @@ def run_columns(net: Any, ds: Dataset, columns: dict[str, Column], *, total: int
                         first_layer=c.first_layer)
         for k, c in columns.items():
             t0 = time.perf_counter()
-            out = net.run(x, c.mode, config=c.config, first_layer=c.first_layer)[:b]
+            out = net.run(x, c.mode, config=c.config, first_layer=c.first_layer,
+                          image0=done)[:b]
             seconds[k] += time.perf_counter() - t0
             logits = out.reshape(b, -1)
             if y.size and int(y.max()) >= logits.shape[1]:
@@ -244,6 +245,12 @@ def result_text(r: dict[str, Any]) -> str:
     dyn = "dynamic on" if m["dynamic"] else "dynamic off"
     pac = (f"operand {m['operand']}, approx {m['approx']}, {dyn}" if m["pac_enabled"]
            else "PAC off (exact)")
+    if m.get("analog"):
+        a = m["analog"]
+        pac = (f"analog BP/BS: pac mode = {a['adc_bits']}-b ADC over {a['rows']}-row tiles, "
+               f"full scale {a['full_scale_rows']:g}, noise {a['noise_lsb']:g} LSB")
+    if m.get("first_layer_bits"):
+        pac += f"; first conv at {m['first_layer_bits']} b"
     lines = [
         f"model {r['model']}  data {r['dataset']} ({r['images']} of {r['dataset_images']} "
         f"images)",

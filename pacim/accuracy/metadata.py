@@ -33,6 +33,9 @@ def resolve_model(model: str | Path) -> Path:
         if not p.is_file():
             raise PacimError(f"shipped model {key} is missing from this installation ({p})")
         return p
+    other = MODELS_DIR / f"{key}.onnx"  # the other shipped files: fashion-resnet18-w4a4, ...
+    if "/" not in key and not key.endswith(".onnx") and other.is_file():
+        return other
     return Path(model)
 
 

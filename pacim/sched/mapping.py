@@ -43,6 +43,13 @@ def layer_is_exact(arch: Arch, layer: Layer, first: bool = False) -> bool:
     return (not p.enabled) or layer.exact or first_conv
 
 
+def layer_arch(arch: Arch, layer: Layer, first: bool = False) -> Arch:
+    """The chip as it runs this layer: at macro.first_layer_bits for the network's first conv."""
+    if first and layer.kind == "conv2d" and arch.macro.first_layer_bits is not None:
+        return arch.first_layer_arch()
+    return arch
+
+
 def counts_stored(arch: Arch) -> bool:
     """True when the chip's PAC or speculation uses activation plane counts."""
     p = arch.pac

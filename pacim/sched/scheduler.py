@@ -17,7 +17,7 @@ from ..macro.stats import MacroStats
 from ..workloads.ir import Layer, Workload
 from .counts import LayerCounts
 from .layer import DEFAULT_BATCH, check_work, plan_layer, schedule_plan
-from .mapping import layer_is_exact
+from .mapping import layer_arch, layer_is_exact
 from .steady import Steady
 from .trace import TraceWriter
 
@@ -56,11 +56,12 @@ def schedule(
     opts = steady if isinstance(steady, Steady) else Steady(enabled=bool(steady))
     exact = [layer_is_exact(arch, la, first=(i == 0)) for i, la in enumerate(layers)]
     plans = []
+    archs = [layer_arch(arch, la, first=(i == 0)) for i, la in enumerate(layers)]
     for i, la in enumerate(layers):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         last = i + 1 == len(layers)
-        plans.append(plan_layer(arch, la, stats.get(la.name), layers[i - 1] if i else None,
+        plans.append(plan_layer(archs[i], la, stats.get(la.name), layers[i - 1] if i else None,
                                 None if last else layers[i + 1], exact[i],
                                 None if last else exact[i + 1], batch))
         check_work(plans[-1], opts, trace_path is not None)  # refused before any work
@@ -68,10 +69,10 @@ def schedule(
     out: list[LayerCounts] = []
     t0 = 0
     try:
-        for plan in plans:
+        for plan, a in zip(plans, archs, strict=True):
             if writer is not None:
                 writer.begin_layer(t0)
-            out.append(schedule_plan(arch, plan, writer, opts))
+            out.append(schedule_plan(a, plan, writer, opts))
             t0 += out[-1].cycles
     except BaseException:
         if writer is not None:

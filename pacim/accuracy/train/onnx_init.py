@@ -59,11 +59,9 @@ def load_onnx_init(path: str | Path) -> tuple[PacResNet18, dict[str, Any]]:
         import onnx
     except ImportError:
         raise PacimError("--init reads ONNX and needs the onnx extra") from None
-    from ..metadata import MODELS_DIR, resolve_model
+    from ..metadata import resolve_model
 
-    p = resolve_model(path)
-    if not p.is_file() and (MODELS_DIR / f"{path}.onnx").is_file():
-        p = MODELS_DIR / f"{path}.onnx"  # a shipped model by name, e.g. fashion-resnet18-pretrain
+    p = resolve_model(path)  # a path, or a shipped model by name (fashion-resnet18-pretrain)
     if not p.is_file():
         raise PacimError(f"--init: no such model file: {p}")
     try:

@@ -224,13 +224,14 @@ class OnnxNet:
             raise PacimError(f"unknown first-layer mode {first_layer!r}; choose from "
                              f"{', '.join(FIRST_LAYER_CHOICES)}")
         cfg = as_config(config)
-        base = "exact" if mode == "pac" and not cfg.pac_enabled else mode
+        # `pac` = as the arch configures: PAC, or on a bp_bs chip with an ADC model, analog
+        base = "exact" if mode == "pac" and not cfg.pac_enabled and cfg.analog is None else mode
         modes = {la.name: base for la in self.macro_layers}
         if mode != "float" and modes:
             first = next(iter(modes))
             if first_layer != "arch":
                 modes[first] = first_layer
-            elif base == "pac" and cfg.first_layer_exact and \
+            elif base == "pac" and cfg.analog is None and cfg.first_layer_exact and \
                     self.macro_layers[0].kind == "conv2d":
                 # PACiM keeps a CNN's first conv exact; the scheduler applies the same rule
                 # (pacim.sched.layer_is_exact), so accuracy and hardware cost agree
@@ -253,16 +254,20 @@ class OnnxNet:
 
     def run(self, x: np.ndarray, mode: str = "float", *, config: Any = None,
             first_layer: str = "arch", record: dict[str, np.ndarray] | None = None,
-            ) -> np.ndarray:
+            image0: int = 0) -> np.ndarray:
         """Forward pass; returns the graph's first output (float64).
 
         mode: ``float`` | ``exact`` | ``pac`` for every macro layer; config: an Arch or a
         MacroConfig (default 8b/8b, operand 4, PAC). first_layer: ``arch`` (exact when
         pac.first_layer_exact in pac mode) or a mode forced on the first macro layer.
-        record: filled with each macro layer's float input.
+        record: filled with each macro layer's float input. image0: index of x[0] in its
+        dataset (the analog model's noise is drawn per image, whatever the batching).
+        On a bp_bs chip ``pac`` runs the analog array (pacim.macro.analog) when the arch has an
+        ``analog`` section, and a first conv runs at macro.first_layer_bits when set.
         """
         cfg = as_config(config)
         modes = self.layer_modes(mode, first_layer, cfg)
+        order = {la.name: i for i, la in enumerate(self.macro_layers)}
         env: dict[str, Any] = dict(self.consts)
         env[self.input_name] = self.check_input(x)
         for nd in self.nodes:
@@ -273,7 +278,8 @@ class OnnxNet:
                     args[0] = np.asarray(args[0]).T
                 if record is not None:
                     record[layer.name] = args[0]
-                out = self._run_macro(layer, args[0], modes[layer.name], cfg)
+                out = self._run_macro(layer, args[0], modes[layer.name], cfg,
+                                      order[layer.name], image0)
                 env[nd.outputs[0]] = out
                 continue
             fn = OPS[nd.op]
@@ -291,8 +297,13 @@ class OnnxNet:
         return np.asarray(env[self.output_name], dtype=np.float64)
 
     def _run_macro(self, layer: MacroLayer, x: np.ndarray, mode: str,
-                   cfg: MacroConfig) -> np.ndarray:
-        operand = cfg.full if mode == "exact" else cfg.operand
+                   cfg: MacroConfig, index: int = 0, image0: int = 0) -> np.ndarray:
+        xb, wb = cfg.xbit, cfg.wbit
+        if index == 0 and layer.kind == "conv2d" and cfg.first_layer_bits is not None:
+            xb = wb = cfg.first_layer_bits  # the network's first conv (macro.first_layer_bits)
+        adc = cfg.analog.with_stream(index) if mode == "pac" and cfg.analog is not None \
+            else None
+        operand = max(xb, wb) if mode == "exact" or adc is not None else cfg.operand
         x = np.asarray(x, dtype=np.float64)
         if layer.kind == "conv2d":
             if x.ndim != 4 or x.shape[1] != layer.weight.shape[1]:
@@ -302,17 +313,18 @@ class OnnxNet:
             if mode == "float":
                 return float_conv2d(x, layer.weight, layer.bias, stride=layer.stride, pads=pads)
             return macro_conv2d(
-                x, layer.prepared(cfg.wbit), layer.weight.shape[2:], layer.bias,
-                stride=layer.stride, pads=pads, xbit=cfg.xbit, operand=operand,
-                approx=cfg.approx, dynamic=cfg.dynamic if mode == "pac" else None)
+                x, layer.prepared(wb), layer.weight.shape[2:], layer.bias,
+                stride=layer.stride, pads=pads, xbit=xb, operand=operand,
+                approx=cfg.approx, dynamic=cfg.dynamic if mode == "pac" and adc is None else None,
+                analog=adc, image0=image0)
         if x.ndim < 2 or x.shape[-1] != layer.weight.shape[1]:
             raise PacimError(f"{self.name}: node {layer.name}: input of shape {x.shape} does "
                              f"not fit weight (K, N) = {layer.weight.shape}")
         if mode == "float":
             y = x @ layer.weight.T
             return y + layer.bias if layer.bias is not None else y
-        return macro_linear(x, layer.prepared(cfg.wbit), layer.bias, xbit=cfg.xbit,
-                            operand=operand, approx=cfg.approx)
+        return macro_linear(x, layer.prepared(wb), layer.bias, xbit=xb, operand=operand,
+                            approx=cfg.approx, analog=adc, image0=image0)
 
     # -- the workload IR ------------------------------------------------------------------------
     def synthetic_input(self, batch: int = 1, seed: int = 0) -> np.ndarray:

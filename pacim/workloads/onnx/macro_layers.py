@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ...macro.analog import AnalogADC
 from ...macro.layer import apply
 from ...macro.operands import PreparedWeight, quantize_activations
 from .ops import CHUNK_ELEMS
@@ -32,6 +33,8 @@ class MacroConfig:
     dynamic: tuple[float, float, float] | None = None
     pac_enabled: bool = True
     first_layer_exact: bool = True
+    analog: Any = None  # pacim.macro.analog.AnalogADC of a bp_bs chip: `pac` mode runs it
+    first_layer_bits: int | None = None  # bits of the first conv (arch macro.first_layer_bits)
 
     @classmethod
     def from_arch(cls, arch: Any) -> MacroConfig:
@@ -44,6 +47,8 @@ class MacroConfig:
             dynamic=arch.dynamic_thresholds,
             pac_enabled=arch.pac.enabled,
             first_layer_exact=arch.pac.first_layer_exact,
+            analog=AnalogADC.from_arch(arch),
+            first_layer_bits=arch.macro.first_layer_bits,
         )
 
     @property
@@ -57,6 +62,10 @@ class MacroConfig:
             "xbit": self.xbit, "wbit": self.wbit, "operand": self.operand,
             "approx": self.approx, "dynamic": list(self.dynamic) if self.dynamic else None,
             "pac_enabled": self.pac_enabled, "first_layer_exact": self.first_layer_exact,
+            "analog": None if self.analog is None else {
+                "adc_bits": self.analog.bits, "rows": self.analog.rows,
+                "full_scale_rows": self.analog.fs_rows, "noise_lsb": self.analog.noise_lsb},
+            "first_layer_bits": self.first_layer_bits,
         }
 
 
@@ -69,12 +78,15 @@ class MacroConfig:
 def macro_conv2d(
     x: np.ndarray, pw: PreparedWeight, kernel: tuple[int, int], bias: np.ndarray | None, *,
     stride: int, pads: tuple[int, int, int, int], xbit: int, operand: int, approx: str,
-    dynamic: tuple[float, float, float] | None,
+    dynamic: tuple[float, float, float] | None, analog: AnalogADC | None = None,
+    image0: int = 0,
 ) -> np.ndarray:
     """Conv (B, C, H, W) -> (B, K, Ho, Wo) through the macro, each image quantized on its own.
 
     pads = (top, left, bottom, right), filled with each image's pad code. Images are run in
-    chunks so that the unfolded operands stay bounded on big batches.
+    chunks so that the unfolded operands stay bounded on big batches. analog: the bp_bs
+    array's ADC; its noise is drawn per conversion from the global output row, so with image0
+    (the batch's first image in the dataset) results do not depend on the batching.
     """
     if tuple(kernel) != pw.kernel:
         raise ValueError(f"kernel {tuple(kernel)} does not match the weight's {pw.kernel}")
@@ -85,18 +97,24 @@ def macro_conv2d(
     for i0 in range(0, b_, chunk):
         act = quantize_activations(x[i0:i0 + chunk], xbit, per="sample", kernel=pw.kernel,
                                    stride=stride, pads=pads)
+        adc = None
+        if analog is not None:
+            ho = (h + pads[0] + pads[2] - kernel[0]) // stride + 1
+            wo = (w_ + pads[1] + pads[3] - kernel[1]) // stride + 1
+            adc = analog.with_stream(analog.stream, row0=(image0 + i0) * ho * wo)
         outs.append(apply(act, pw, bias, operand=operand, approx=approx, dynamic=dynamic,
-                          stats=False, layout="nchw")[0])
+                          stats=False, layout="nchw", analog=adc)[0])
     return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
 
 def macro_linear(
     x: np.ndarray, pw: PreparedWeight, bias: np.ndarray | None, *, xbit: int, operand: int,
-    approx: str,
+    approx: str, analog: AnalogADC | None = None, image0: int = 0,
 ) -> np.ndarray:
     """x (B, ..., N) @ w.T through the macro, each x[b] quantized on its own; (B, ..., K)."""
     n = x.shape[-1]
     rows_per = int(np.prod(x.shape[1:-1], dtype=np.int64))
     act = quantize_activations(x.reshape(-1, n), xbit, per="sample", sample_rows=rows_per)
-    y = apply(act, pw, bias, operand=operand, approx=approx, stats=False)[0]
+    adc = None if analog is None else analog.with_stream(analog.stream, row0=image0 * rows_per)
+    y = apply(act, pw, bias, operand=operand, approx=approx, stats=False, analog=adc)[0]
     return y.reshape(x.shape[:-1] + (pw.k,))
