@@ -262,7 +262,8 @@ def _record(out: Path, c: TrainConfig) -> dict[str, Any]:
                 "code": [_code_version()], "torch": torch.__version__}
     rec = json.loads(p.read_text())
     old = rec.get("config", {})
-    diff = [k for k in _RESUME_KEYS if old.get(k) != asdict(c).get(k)]
+    default = asdict(TrainConfig())  # records older than a setting ran at its default
+    diff = [k for k in _RESUME_KEYS if old.get(k, default[k]) != asdict(c).get(k)]
     if diff:
         raise PacimError(f"{out} holds a run with other settings ({', '.join(diff)}); give "
                          "another --out or delete it")
