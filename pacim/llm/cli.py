@@ -75,13 +75,18 @@ def llm_group() -> None:
 @click.option("--rotation", default=None, type=click.Choice(list(ROTATIONS)),
               help="the block-Hadamard rotation of every rotating method (all but rtn) "
                    f"[default: the setting's, {DEFAULT_ROTATION}]")
+@click.option("--attention-pac", is_flag=True,
+              help="+pac modes: QK^T and PV on the PAC macro too, from the static KV cache's codes")
+@click.option("--attention-bits", default=8, show_default=True, type=click.IntRange(1, 16),
+              help="bits of the queries and probabilities streamed into the macro")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="write the full result as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar, no per-layer table")
 def eval_cmd(
     model: str, modes_s: str, setting: str, bits: int | None, wbits: int | None, operand: int,
     text: Path | None, calib: Path | None, tokens: int, ctx: int, calib_tokens: int,
-    eta: float, alpha1: float | None, rotation: str | None, json_out: Path | None, quiet: bool,
+    eta: float, alpha1: float | None, rotation: str | None, attention_pac: bool,
+    attention_bits: int, json_out: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Perplexity per quantization mode and per-layer max/median activation ratios.
 
@@ -89,6 +94,7 @@ def eval_cmd(
     pacim llm eval --setting w4a4skv4            # fp, rtn, quarot-rtn, prefixquant, insertquant
     pacim llm eval --setting w8a8skv8 --modes fp,ablation
     pacim llm eval --setting w8a8 --modes fp,insertquant,insertquant+pac --operand 7
+    pacim llm eval --setting w8a8skv8 --modes fp,insertquant+pac --operand 7 --attention-pac
     """
     try:
         from pacim.llm.eval import EvalConfig, evaluate, format_report  # noqa: PLC0415
@@ -98,6 +104,7 @@ def eval_cmd(
             operand=operand, text=str(text) if text else None,
             calib=str(calib) if calib else None, tokens=tokens, ctx=ctx,
             calib_tokens=calib_tokens, eta=eta, alpha1=alpha1, rotation=rotation,
+            attention_pac=attention_pac, attention_bits=attention_bits,
         )  # fmt: skip
         res = _run(cfg, evaluate, quiet)
         click.echo(format_report(res, per_layer=not quiet))

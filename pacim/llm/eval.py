@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pacim.errors import PacimError
+from pacim.llm.attention_pac import attention_summary
 from pacim.llm.calibration import get_calibration, get_model, get_weights
 from pacim.llm.insertquant import DEFAULT_ALPHA, DEFAULT_MODES, MODES, QuantHooks, parse_mode
 from pacim.llm.insertquant.prefix import with_prefix
@@ -104,6 +105,8 @@ class EvalConfig:
     eta: float = DEFAULT_ALPHA  # alpha_0, the sink threshold at the birth layer
     alpha1: float | None = None  # alpha_1 one layer later (None: eta)
     rotation: str | None = None  # the rotating methods' rotation (None: the setting's)
+    attention_pac: bool = False  # +pac modes: QK^T and PV on the macro too (static KV settings)
+    attention_bits: int = 8  # the queries' and probabilities' bits on the macro
 
     def quant_setting(self) -> QuantSetting:
         """The setting with the overrides applied."""
@@ -121,7 +124,16 @@ class EvalConfig:
             v = getattr(self, name)
             if v is not None and not 1 <= v <= 16:
                 raise PacimError(f"--{name} must be in 1..16, got {v}")
-        self.quant_setting()
+        s = self.quant_setting()
+        if self.attention_pac:
+            if not any(parse_mode(m).pac for m in self.modes):
+                raise PacimError("--attention-pac runs attention on the macro of +pac modes: "
+                                 "add one, e.g. --modes fp,insertquant,insertquant+pac")
+            if s.kvbits is None or s.kv != "static":
+                raise PacimError(f"--attention-pac needs a static KV cache (a setting with sKV, "
+                                 f"e.g. w8a8skv8), got {s.label}")  # fmt: skip
+            if not 1 <= self.attention_bits <= 16:
+                raise PacimError(f"--attention-bits must be in 1..16, got {self.attention_bits}")
         if self.operand < 1:
             raise PacimError(f"--operand must be >= 1, got {self.operand}")
         if self.tokens < 0 or self.calib_tokens < 1:
@@ -202,7 +214,9 @@ def evaluate(
             assert calib is not None
             rot = calib.rotation if meth.rotated else "none"
             weights = get_weights(cfg.model, setting, rot) if meth.quantized else None
-            hooks = QuantHooks(calib, weights, mode, operand=cfg.operand)
+            att = cfg.attention_pac and meth.pac
+            hooks = QuantHooks(calib, weights, mode, operand=cfg.operand, attention_pac=att,
+                               attention_bits=cfg.attention_bits)  # fmt: skip
         prefix = calib.prefix if calib is not None and meth.base == "prefixquant" else ()
         nll = _ppl(model, eval_w, hooks, tick, prefix)
         entry: dict[str, Any] = {
@@ -213,6 +227,9 @@ def evaluate(
         if meth.base == "fp":
             before = hooks.stats.ratios()
         elif meth.quantized:
+            if hooks.attention_pac:
+                entry["attention_pac"] = attention_summary(hooks.attention_errors,
+                                                           cfg.attention_bits)  # fmt: skip
             entry["max_ratio"] = max(hooks.stats.ratios().values())
             if meth.base.startswith("insertquant"):
                 entry["spike_tokens_detected"] = hooks.spike_rows_seen
@@ -259,6 +276,10 @@ def evaluate(
     }
 
 
+def _db(x: float | None) -> str:
+    return "exact" if x is None else f"{x:.1f} dB"
+
+
 def format_report(res: dict[str, Any], *, per_layer: bool = True) -> str:
     """Human-readable summary of an evaluate() result."""
     m = res["model"]
@@ -281,6 +302,11 @@ def format_report(res: dict[str, Any], *, per_layer: bool = True) -> str:
             r = e["vs_fp"]
             vs = f"{100 * r:+.1f}%" if r < 10 else f"x{r + 1:.3g}"
         lines.append(f"{mode:<24}{e['ppl']:>12.5g}{vs:>10}{e['seconds']:>10.1f}")
+        att = e.get("attention_pac")
+        if att:
+            lines.append(f"{'':<4}attention on PAC ({att['bits']}-bit Q and P): worst layer SQNR "
+                         f"vs exact QK^T {_db(att['qk_sqnr_db_min'])}, PV "
+                         f"{_db(att['pv_sqnr_db_min'])}")  # fmt: skip
     p = res.get("spike_plan")
     if p and p.get("birth_layer") is not None:
         lines += [

@@ -93,6 +93,12 @@ class Hooks:
         """
         return q, k, v
 
+    def attention(
+        self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, window: int
+    ) -> np.ndarray:
+        """The attention BMMs of ``layer`` (float here; QuantHooks can put them on the macro)."""
+        return self.model.attention(q, k, v, window)
+
     def on_output(self, layer: int, site: str, y: np.ndarray) -> np.ndarray:
         """A site's output, (rows, sum of outs)."""
         return y
@@ -259,7 +265,7 @@ class LlamaModel:
                 k = rms_norm(k, b.norms["attn_k_norm"], eps)
             q, k, v = hk.attention_inputs(i, self.rope(q, i), self.rope(k, i), v)
             window = cfg.sliding_window if cfg.local(i) else 0
-            o = hk.linear(i, "attn_out", self.attention(q, k, v, window))
+            o = hk.linear(i, "attn_out", hk.attention(i, q, k, v, window))
             h = h + (rms_norm(o, b.norms["post_attention_norm"], eps) if cfg.post_norms else o)
             m = hk.norm(i, "ffn", rms_norm(h, b.ffn_norm, eps))
             gu = hk.linear(i, "ffn_in", m)

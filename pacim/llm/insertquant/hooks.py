@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pacim.errors import PacimError
+from pacim.llm.attention_pac import AttentionError, KVCodes, pac_attention
 from pacim.llm.insertquant.calibrate import Calibration
 from pacim.llm.insertquant.detect import spike_ratio
 from pacim.llm.insertquant.methods import CLAMP, DETECT, INSERT, RESTORE, parse_mode
@@ -37,6 +38,8 @@ class QuantHooks(Hooks):
 
     ``capture(layer, site, x)`` receives the float activation each site's quantizer represents
     (non-bypassed rows, rotated when the weights are, clipped to the static range).
+    ``attention_pac``: QK^T and PV on the macro too, from the KV cache's codes, with queries and
+    probabilities at ``attention_bits`` (:mod:`pacim.llm.attention_pac`; ``+pac`` modes, static KV).
     """
 
     def __init__(
@@ -51,11 +54,19 @@ class QuantHooks(Hooks):
         capture_bmm: Callable[[int, np.ndarray, Any, Any], None] | None = None,
         macro_stats: bool = False,
         stop_after: int | None = None,
+        attention_pac: bool = False,
+        attention_bits: int = 8,
     ) -> None:
         m = parse_mode(mode)
         if m.base == "fp":
             raise PacimError("fp is the float model, not a quantized mode")
         s = calib.setting
+        if attention_pac and not (m.pac and s.kvbits is not None and s.kv == "static"):
+            raise PacimError(f"attention on PAC needs a +pac mode and a static KV cache (a "
+                             f"setting with sKV), got {mode} with KV {s.label}")  # fmt: skip
+        self.attention_pac, self.attention_bits = attention_pac, check_bits(attention_bits)
+        self.attention_errors = AttentionError()
+        self._kv_codes: KVCodes | None = None
         self.method, self.setting = m, s
         self.bits = check_bits(bits if bits is not None else s.abits)
         self.kvbits = s.kvbits
@@ -219,7 +230,8 @@ class QuantHooks(Hooks):
         else:
             scale, bias = self.qparams[(layer, name)]
             flat = ar.reshape(ar.shape[0], -1)
-            codes = static_codes(flat, self.kvbits, scale, bias) if self.capture_bmm else None
+            want = self.capture_bmm is not None or self.attention_pac
+            codes = static_codes(flat, self.kvbits, scale, bias) if want else None
             deq = fake_quant(flat, self.kvbits, scale, bias).reshape(ar.shape)
         out = a.copy()
         out[keep] = deq if hr is None else hr.apply(deq)  # H is symmetric and orthonormal
@@ -242,6 +254,7 @@ class QuantHooks(Hooks):
                     keep[self.sinks] = False  # ... and every detected sink's (methods.py)
             k, kc = self._kv(layer, "k", k, keep)
             v, vc = self._kv(layer, "v", v, keep)
+            code_row = np.cumsum(keep) - 1  # position -> its row of kc / vc
             if self.capture_bmm is not None:
                 self.capture_bmm(layer, q, kc, vc)
         if sink_layer and not self.norm_mode:
@@ -253,7 +266,26 @@ class QuantHooks(Hooks):
                 k, v = k.copy(), v.copy()
                 k[self.sinks] = self.model.rope_at(tk, self.sinks, layer=layer)
                 v[self.sinks] = tv
+                if self.attention_pac:
+                    keep[self.sinks] = False  # templates: float rows, not codes
+        if self.attention_pac:
+            hr = self._hrot
+            self._kv_codes = KVCodes(kc, vc, keep, code_row, k if hr is None else hr.apply(k),
+                                     v if hr is None else hr.apply(v))  # fmt: skip
         return q, k, v
+
+    def attention(
+        self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, window: int
+    ) -> np.ndarray:
+        """Float attention, or with ``attention_pac`` both BMMs on the macro from the KV codes."""
+        if not self.attention_pac:
+            return super().attention(layer, q, k, v, window)
+        assert self._kv_codes is not None
+        kv, self._kv_codes = self._kv_codes, None
+        return pac_attention(layer, q, kv, bits=self.attention_bits, operand=self.operand,
+                             window=window, hrot=self._hrot,
+                             linear_quantized=self._linear_quantized,
+                             errors=self.attention_errors)  # fmt: skip
 
 
 class StopForward(Exception):  # noqa: N818  (control flow, not an error)
