@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from pacim.llm.model import causal_softmax
 from pacim.llm.quantizers import static_codes, static_qparams
 from pacim.quant import QTensor
 
@@ -105,9 +106,6 @@ def pac_attention(
     cidx = np.flatnonzero(coded)  # rows of the code tensors, in position order
     fidx = np.flatnonzero(~coded)
     crow = kv.code_row[cidx]
-    mask = np.triu(np.full((t, t), -np.inf, dtype=np.float32), 1)
-    if window and t > window:
-        mask += np.tril(np.full((t, t), -np.inf, dtype=np.float32), -window)
     levels = (1 << bits) - 1
     out = np.empty((hkv, g * t, d), dtype=np.float32)
     for hh in range(hkv):
@@ -122,13 +120,8 @@ def pac_attention(
             s[:, cidx] = s_mac
         if fidx.size:
             s[:, fidx] = qdeq[hh] @ kv.k_float[fidx, hh, :].T  # the digital unit, float
-        s = s.reshape(g, t, t) * np.float32(1.0 / np.sqrt(d)) + mask
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
-        p = s.reshape(g * t, t)
+        p = causal_softmax(s.reshape(g, t, t), d, window).reshape(g * t, t)
         pq = np.rint(p.astype(np.float64) * levels).astype(qc.q.dtype)  # P in [0, 1]: static
-        pdeq = (pq / levels).astype(np.float32)
         o = np.zeros((g * t, d), dtype=np.float32)
         if cidx.size:
             vt = _head(kv.v, crow, hh, hkv, transpose=True)  # (D, T_q): V^T in the banks
@@ -140,7 +133,7 @@ def pac_attention(
                            @ vt.dequantize().T, o_mac)  # fmt: skip
             o += o_mac
         if fidx.size:
-            o += pdeq[:, fidx] @ kv.v_float[fidx, hh, :]
+            o += (pq[:, fidx] / np.float32(levels)) @ kv.v_float[fidx, hh, :]
         out[hh] = o
     o4 = out.reshape(hkv, g, t, d).transpose(2, 0, 1, 3)  # (T, Hkv, g, D)
     if hrot is not None:

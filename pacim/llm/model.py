@@ -23,6 +23,7 @@ are all implemented as Hooks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +114,27 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     """x / sqrt(mean(x^2) + eps) * w, row-wise, float32."""
     ms = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
     return (x * (1.0 / np.sqrt(ms + np.float32(eps)))) * w
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_mask(t: int) -> np.ndarray:
+    m = np.triu(np.full((t, t), -np.inf, dtype=np.float32), 1)
+    m.setflags(write=False)
+    return m
+
+
+def causal_softmax(s: np.ndarray, d: int, window: int = 0) -> np.ndarray:
+    """Attention probabilities from raw scores s (..., T, T): scaled by 1/sqrt(d), causal mask,
+    optional sliding ``window``, softmax over keys (float32; a new array)."""
+    t = s.shape[-1]
+    s = s * np.float32(1.0 / np.sqrt(d))
+    s += _causal_mask(t)
+    if window and t > window:
+        s += np.tril(np.full((t, t), -np.inf, dtype=np.float32), -window)
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return s
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -219,22 +241,9 @@ class LlamaModel:
         g = h // hkv
         qg = q.reshape(t, hkv, g, d).transpose(1, 2, 0, 3).reshape(hkv, g * t, d)
         s = qg @ k.transpose(1, 2, 0)  # (hkv, g*t, t)
-        s = s.reshape(hkv, g, t, t) * np.float32(1.0 / np.sqrt(d))
-        s += self._causal_mask(t)
-        if window and t > window:
-            s += np.tril(np.full((t, t), -np.inf, dtype=np.float32), -window)
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
+        s = causal_softmax(s.reshape(hkv, g, t, t), d, window)
         o = s.reshape(hkv, g * t, t) @ v.transpose(1, 0, 2)  # (hkv, g*t, d)
         return o.reshape(hkv, g, t, d).transpose(2, 0, 1, 3).reshape(t, h * d)
-
-    def _causal_mask(self, t: int) -> np.ndarray:
-        m = getattr(self, "_mask", None)
-        if m is None or m.shape[0] < t:
-            m = np.triu(np.full((max(t, 64), max(t, 64)), -np.inf, dtype=np.float32), 1)
-            self._mask = m
-        return m[:t, :t]
 
     # ---- forward ------------------------------------------------------------------------
     def hidden(self, tokens: np.ndarray, hooks: Hooks | None = None) -> np.ndarray:
