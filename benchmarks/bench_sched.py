@@ -45,9 +45,7 @@ def run(quick: bool = False) -> BenchResult:
     t = best_of(
         {
             "numpy_forward": lambda: resnet18_forward(data_wl, x),
-            "pacim": lambda: schedule(pacim, wl, cache=False),
             "dcim": lambda: schedule(dcim, wl, cache=False),
-            "pacim_x2": lambda: schedule(pacim, wl2, cache=False),
             "llm4k_full": lambda: schedule(pacim, llm4k, cache=False, steady=False),
             "llm4k": lambda: schedule(pacim, llm4k, cache=False),
             "llm1m": lambda: schedule(pacim, llm1m, cache=False),
@@ -55,6 +53,11 @@ def run(quick: bool = False) -> BenchResult:
         },
         repeat=3 if quick else 7,
     )
+    # the scaling pair is cheap (~15 + 30 ms): many interleaved repeats, so one noisy sample on
+    # a busy CI machine does not decide the ratio (a 3-repeat quick run once read 2.62)
+    t |= best_of({"pacim": lambda: schedule(pacim, wl, cache=False),
+                  "pacim_x2": lambda: schedule(pacim, wl2, cache=False)},
+                 repeat=15 if quick else 21)
     full = schedule(pacim, llm4k, cache=False, steady=False)
     ext = schedule(pacim, llm4k, cache=False)
     differ = sum(a.to_dict() | {"simulated_events": 0} != b.to_dict() | {"simulated_events": 0}
