@@ -290,7 +290,7 @@ class Arch(_Strict):
 
     @model_validator(mode="after")
     def _attention(self) -> Arch:
-        check_attention(self.attention, self.energy, self.macro.banks)
+        check_attention(self.attention, self.energy, self.macro, self.pac.enabled)
         return self
 
     @model_validator(mode="after")

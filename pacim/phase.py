@@ -31,6 +31,21 @@ WEIGHT_KINDS = ("weights", "w_counts")
 ACTIVATION_KINDS = ("act_msb", "act_full", "sparsity_counts", "outputs", "psums")
 
 
+def kv_setting_overrides(spec: str) -> dict[str, int]:
+    """Arch overrides that hold the KV cache as an INSERTQUANT setting says (`w4a4skv4`:
+    attention.kv_bits 4). Only its KV part: the linear layers run at macro.wbit x macro.xbit."""
+    from .llm.settings import parse_setting
+
+    s = parse_setting(spec)
+    if s.kvbits is None:
+        raise PacimError(f"--setting {spec}: no KV part (K and V stay float); use a setting "
+                         "with skv<bits>, e.g. w4a4skv4 or w8a8skv8")
+    if s.kv != "static":
+        raise PacimError(f"--setting {spec}: a group-wise dynamic KV cache is not in the cost "
+                         "model (its per-group scales); use a static skv<bits> setting")
+    return {"attention.kv_bits": s.kvbits}
+
+
 def llm_shape(workload: Workload | str | Path, seed: int | None = None) -> tuple[LlmShape, str]:
     """The decoder shape (and the name) of an LLM workload, a built one or a name."""
     if not isinstance(workload, Workload):

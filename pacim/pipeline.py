@@ -311,8 +311,10 @@ def attention_layer_fields(c: Any) -> dict[str, Any]:
 
 
 def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
-    """The report's "attention" block: mapping, KV home, KV traffic, cell writes, periphery."""
+    """The report's "attention" block: mapping, KV home and bits, PAC, KV traffic, cell writes,
+    the BMMs' bit-serial cycles, periphery."""
     from .sched import KV_KIND
+    from .sched.attention import attention_precision
 
     counts = list(counts)
     home = arch.attention.kv_home
@@ -323,6 +325,11 @@ def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
     return {
         "mapping": arch.attention.mapping,
         "kv_home": home,
+        "kv_bits": (pr := attention_precision(arch)).kv_bits, "input_bits": pr.in_bits,
+        "pac": arch.attention.pac, "operand": arch.pac.operand if arch.attention.pac else None,
+        "bit_serial_cycles": sum(c.bit_serial_cycles for c in counts),
+        "bit_serial_cycles_baseline": sum(c.bit_serial_cycles_baseline for c in counts),
+        "pac_ops": sum(c.pac_ops for c in counts),
         "kv_reads_bits": sum(c.reads_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
         "kv_writes_bits": sum(c.writes_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
         "kv_cell_write_bits": sum(c.kv_cell_write_bits for c in counts),

@@ -36,13 +36,16 @@ from .options import SET_HELP, overrides, progress_option, seed_option
                    "at once, decode T steps of one token against a growing KV cache.")
 @click.option("--context", type=click.IntRange(min=0), default=None,
               help="With --phase: tokens already in the KV cache before the phase [0].")
+@click.option("--setting", default=None, metavar="SPEC",
+              help="INSERTQUANT quantization setting whose static KV cache attention holds "
+                   "(w4a4skv4: K/V at 4 bits): sets attention.kv_bits from its KV part.")
 @click.option("--quiet", "-q", is_flag=True, help="Print the summary only, no per-layer table.")
 @progress_option
 def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
                      json_path: str | None, csv_path: str | None, plot_path: str | None,
                      trace_path: str | None, no_data: bool, seed: int | None,
-                     tokens: int | None, phase: str | None, context: int | None, quiet: bool,
-                     progress: bool | None) -> None:
+                     tokens: int | None, phase: str | None, context: int | None,
+                     setting: str | None, quiet: bool, progress: bool | None) -> None:
     """Simulate a workload on a CiM chip: per-layer table and summary.
 
     Every output option is checked (directory, permission, figure format) before the run, and
@@ -63,6 +66,9 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
       pacim simulate --arch pacim_65nm --workload resnet18 --no-data --no-progress > log.txt
       pacim simulate --arch pacim_65nm --workload llm-layer --set attention.mapping=cim \\
           --phase decode --context 2048 --tokens 4096 --no-data
+      pacim simulate --arch pacim_65nm --workload smollm2-135m --set attention.mapping=cim \
+          --set attention.pac=true --setting w8a8skv8 --phase decode --context 512 \
+          --tokens 64 --no-data
     """
     from ..arch import load_arch
     from ..pipeline import simulate as run
@@ -84,7 +90,18 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
         if trace_path is not None:
             raise PacimError("--trace cannot be combined with --phase")
     check_outputs(outputs, images=("--plot",))
-    arch = load_arch(arch_path, overrides(sets))
+    over = overrides(sets)
+    if setting is not None:
+        from ..phase import kv_setting_overrides
+
+        if "attention.kv_bits" in over:
+            raise PacimError("--setting and --set attention.kv_bits both set the KV bits; "
+                             "give one")
+        over = {**over, **kv_setting_overrides(setting)}
+    arch = load_arch(arch_path, over)
+    if setting is not None and arch.attention.mapping is None:
+        raise PacimError("--setting sets the bits of the KV cache attention holds: it needs "
+                         "attention.mapping cim or digital (--set attention.mapping=cim)")
     opts: dict[str, Any] = {}
     if tokens is not None:
         opts["tokens"] = tokens

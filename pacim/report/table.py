@@ -131,7 +131,13 @@ def _phase_lines(d: dict[str, Any]) -> list[str]:
     out = []
     att = d.get("attention")
     if isinstance(att, dict):
-        out.append(f"attention {att.get('mapping')}: KV home {att.get('kv_home')}  KV reads "
+        kv = att.get("kv_bits")
+        pac = (f"  PAC operand {att.get('operand')}: bit-serial cycles "
+               f"{_fmt(att.get('bit_serial_cycles'))} of "
+               f"{_fmt(att.get('bit_serial_cycles_baseline'))}" if att.get("pac") else "")
+        out.append(f"attention {att.get('mapping')}{pac}: K/V {_fmt(kv)}-bit, inputs "
+                   f"{_fmt(att.get('input_bits'))}-bit")
+        out.append(f"  KV home {att.get('kv_home')}  KV reads "
                    f"{_fmt(_scaled(att.get('kv_reads_bits'), 1e-6))} Mbit  writes "
                    f"{_fmt(_scaled(att.get('kv_writes_bits'), 1e-6))} Mbit  cell writes "
                    f"{_fmt(_scaled(att.get('kv_cell_write_bits'), 1e-6))} Mbit")

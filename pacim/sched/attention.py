@@ -4,15 +4,21 @@ closed-form counts (LayerCounts) the energy model costs like any mapped layer.
 A matmul layer is count products (rows x n) @ (n x k) in count / group groups sharing one right
 operand (K^T: dh x L for QK^T, V: L x dh for PV); its `cached` elements per right operand come
 from the KV cache at attention.kv_home, the rest are produced this step (written to kv_home for
-later steps). K / V are held at macro.wbit bits, the left operand (queries, probabilities)
-streams at macro.xbit bits. With arch.attention.mapping:
+later steps). K / V are held at attention.kv_bits (default macro.wbit), the left operand
+(queries, probabilities) streams at attention.input_bits (default macro.xbit). With
+arch.attention.mapping:
 
 cim: each right operand is tiled onto the banks like a weight (rows x channels per tile, tiles
     dealt `banks` per pass) and every tile is written into the cells (kv_cell_write_bits): a
     pass writes for ceil(full tile bits / write_bits_per_cycle) cycles (banks in parallel) and
     the cached bits cross the kv_home bus; then the pass's left rows stream through bit-serially,
-    exact (all xbit x wbit pairs; PAC on attention is the numerics phase's). cycles =
-    kv_load + compute + the global-buffer streaming that compute does not hide. With
+    exact (all input x KV bit pairs), or with attention.pac at the static digital set of
+    pac.operand: only the K / V planes it computes digitally are kept (cells and KV cache),
+    with the count words of the approximated planes (per column and row tile, as PAC uses
+    them), made by the sparsity encoder once, when a K / V is produced; the encoder also counts
+    each streamed row's approximated planes, and the PAC engine does the count products
+    (pacim.macro.core.pac_products). cycles = kv_load + compute + the streaming and the PAC
+    engine / encoder work that compute does not hide. With
     attention.kv_banks, the first `resident` positions sit in the reserved banks (only the new
     ones are written, in the busiest tile's rows) and run beside the overflow, which is tiled
     as above on the other banks (kv_resident.py).
@@ -24,9 +30,11 @@ See docs/LLM.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from ..arch import Arch
 from ..errors import PacimError
+from ..macro.core import digital_set, pac_products
 from ..workloads.ir import Layer
 from .counts import LayerCounts, empty_traffic
 from .kv_resident import channels_per_tile, kv_dims
@@ -40,6 +48,49 @@ def cdiv(a: int, b: float) -> int:
     return -(-a // b) if isinstance(b, int) else int(-(-a // b))
 
 
+@dataclass(frozen=True)
+class AttnPrecision:
+    """How QK^T / PV run: operand widths and, under PAC, the planes and counts it uses."""
+
+    in_bits: int  # left operand (queries, probabilities)
+    kv_bits: int  # right operand (K / V) in the KV cache
+    steps: int  # array steps per vector tile: digital bit pairs (bit_serial) or in_bits (bp_bs)
+    cell_planes: int  # K / V planes held in the cells
+    x_planes: int  # input planes streamed
+    x_cnt: int = 0  # input planes whose counts PAC uses (per row and tile)
+    w_cnt: int = 0  # K / V planes whose counts PAC uses (per column and tile)
+    products: int = 0  # PAC-engine count products per output
+
+    @property
+    def baseline_steps(self) -> int:
+        """Steps of the exact bit-serial product (in_bits x kv_bits)."""
+        return self.in_bits * self.kv_bits
+
+
+def attention_precision(arch: Arch) -> AttnPrecision:
+    """The operand widths of attention on this arch and, with attention.pac, PAC's planes."""
+    m, att, p = arch.macro, arch.attention, arch.pac
+    ib, kb = att.input_bits or m.xbit, att.kv_bits or m.wbit
+    if m.kind != "bit_serial":
+        return AttnPrecision(ib, kb, ib, kb, ib)
+    if not att.pac:
+        return AttnPrecision(ib, kb, ib * kb, kb, ib)
+    op = min(p.operand, max(ib, kb))
+    d = digital_set(ib, kb, op)  # (kv_bits, in_bits)
+    approx = ~d
+    counted = p.approx == "pac"
+    return AttnPrecision(
+        ib, kb, int(d.sum()), min(op, kb), min(op, ib),
+        x_cnt=int(approx.any(axis=0).sum()) if counted else 0,
+        w_cnt=int(approx.any(axis=1).sum()) if counted else 0,
+        products=pac_products(d) if counted else 0)
+
+
+def count_width(rows: int) -> int:
+    """Bits of one plane count over `rows` rows (0..rows)."""
+    return max(1, rows).bit_length()
+
+
 def instances(layer: Layer) -> tuple[int, int]:
     """(distinct right operands, left rows streamed against each) of a matmul layer."""
     rows = layer.in_shape[0] if layer.in_shape else layer.vectors
@@ -47,10 +98,40 @@ def instances(layer: Layer) -> tuple[int, int]:
     return count // layer.group, rows * layer.group
 
 
-def kv_bits(arch: Arch, layer: Layer) -> int:
-    """Bits of the layer's right operands (the KV cache of one K or V, all its heads)."""
+def kv_traffic(arch: Arch, pr: AttnPrecision, layer: Layer, positions: int | None = None,
+               cached: int | None = None) -> tuple[int, int]:
+    """(bits read, bits written) at kv_home of a right operand's `positions` (default: all)
+    of which `cached` (default: layer.cached's) are in the cache: the kept planes of each
+    element and, under PAC, the count words of the approximated planes (K^T: per position and
+    row tile; V: per column of every row tile a position lands in)."""
     inst, _ = instances(layer)
-    return inst * layer.n * layer.k * arch.macro.wbit
+    rows = arch.macro.rows
+    if layer.kv_axis is None:  # every element produced this step (no KV positions)
+        cw = count_width(min(layer.n, rows))
+        cnt = layer.k * cdiv(layer.n, rows) * pr.w_cnt * cw
+        return (inst * layer.cached * pr.cell_planes,
+                inst * ((layer.n * layer.k - layer.cached) * pr.cell_planes + cnt))
+    L, d = kv_dims(layer)
+    L = L if positions is None else positions
+    c = layer.cached // d if cached is None else cached
+    rd, wr = inst * c * d * pr.cell_planes, inst * (L - c) * d * pr.cell_planes
+    if pr.w_cnt and L:
+        if layer.kv_axis == "k":  # K^T: a position is a column
+            per = cdiv(d, rows) * pr.w_cnt * count_width(min(d, rows))
+            rd, wr = rd + inst * c * per, wr + inst * (L - c) * per
+        else:  # V: a position is a row; its row tile's column counts change
+            per = d * pr.w_cnt * count_width(min(L, rows))
+            rd += inst * cdiv(c, rows) * per
+            wr += inst * (cdiv(L, rows) - c // rows) * per
+    return rd, wr
+
+
+def kv_bits(arch: Arch, layer: Layer) -> int:
+    """Bits of the layer's right operands in the KV cache (one K or V, all its heads)."""
+    pr = attention_precision(arch)
+    if layer.kv_axis is None:
+        return sum(kv_traffic(arch, pr, layer))
+    return kv_traffic(arch, pr, layer, cached=0)[1]
 
 
 def check_kv_home(arch: Arch, layers: Iterable[Layer], what: str) -> int:
@@ -72,23 +153,26 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     if layer.kind != "matmul" or att.mapping is None:
         raise ValueError(f"layer {layer.name}: attention counts need a matmul layer and "
                          "attention.mapping set")
+    pr = attention_precision(arch)
     inst, v = instances(layer)
-    n, k, xbit, wbit = layer.n, layer.k, m.xbit, m.wbit
+    n, k, kb = layer.n, layer.k, pr.kv_bits
     elems = n * k
-    kv_rd = inst * layer.cached * wbit
-    kv_wr = inst * (elems - layer.cached) * wbit
-    out_bits = inst * v * k * xbit
+    if att.mapping == "digital":  # the digital unit takes whole codes
+        kv_rd, kv_wr = inst * layer.cached * kb, inst * (elems - layer.cached) * kb
+    else:
+        kv_rd, kv_wr = kv_traffic(arch, pr, layer)
+    out_bits = inst * v * k * m.xbit
     home = att.kv_home
     home_bus = getattr(mem, home).bus_bits
     reads, writes = empty_traffic(), empty_traffic()
     reads[home][KV_KIND] = kv_rd
     writes[home][KV_KIND] = kv_wr
     writes["global_buffer"]["outputs"] = out_bits
-    common = dict(name=layer.name, passes=0, weight_reloads=0, pac_ops=0, encoder_bits=0,
-                  weight_bits_written=0, exact=True, input_home="global_buffer",
-                  output_home="global_buffer", events=0, simulated_events=0)
+    common = dict(name=layer.name, passes=0, weight_reloads=0, weight_bits_written=0,
+                  input_home="global_buffer", output_home="global_buffer", events=0,
+                  simulated_events=0)
     if att.mapping == "digital":
-        stream = inst * v * n * xbit
+        stream = inst * v * n * pr.in_bits
         reads["global_buffer"]["act_full"] = stream
         macs = inst * v * elems
         compute = cdiv(macs, att.digital_macs_per_cycle)
@@ -98,11 +182,12 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
             cycles=cycles, compute_cycles=0, stall_cycles={"memory": cycles - compute},
             bank_utilization=0.0, vector_tiles=0, bit_serial_cycles_baseline=0,
             bit_serial_cycles=0, column_cycles=0, active_row_cycles=0, bpbs_conversions=0,
-            psum_bits=0, reads_bits=reads, writes_bits=writes, digital_macs=macs,
-            busy_cycles={"digital_unit": compute}, **common)
+            pac_ops=0, encoder_bits=0, psum_bits=0, reads_bits=reads, writes_bits=writes,
+            digital_macs=macs, exact=True, busy_cycles={"digital_unit": compute}, **common)
     rsd = resident if layer.kv_axis is not None else 0
     scratch = m.banks - att.kv_banks
     wbpc = att.write_bits_per_cycle or m.cols
+    cp = pr.cell_planes
     res: dict[str, int] | None = None
     w_res = 0
     if rsd:  # positions < resident stay in the reserved banks; the rest overflow (see module)
@@ -110,23 +195,31 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
         c = layer.cached // d
         r_all, r_c = min(L, rsd), min(c, rsd)
         r_new, o_all, o_c = r_all - r_c, L - min(L, rsd), c - r_c
-        kv_rd, kv_wr = inst * o_c * d * wbit, inst * (o_all - o_c) * d * wbit
-        cell_bits = inst * (r_new + o_all) * d * wbit
+        kv_rd, kv_wr = kv_traffic(arch, pr, layer, o_all, o_c)
+        written = inst * (r_new + o_all) * d  # K / V elements written into the cells
         axis_k = layer.kv_axis == "k"
-        res = _part(arch, inst, v, *((d, r_all) if axis_k else (r_all, d)), att.kv_banks)
-        over = _part(arch, inst, v, *((d, o_all) if axis_k else (o_all, d)), scratch)
+        res = _part(arch, pr, inst, v, *((d, r_all) if axis_k else (r_all, d)), att.kv_banks)
+        over = _part(arch, pr, inst, v, *((d, o_all) if axis_k else (o_all, d)), scratch)
         cpt = channels_per_tile(arch)
         if r_new:  # the new positions' rows (V) or columns (K^T) into the busiest tile
-            w_res = (min(d, m.rows) * cdiv(min(r_new, cpt) * wbit, wbpc) if axis_k
-                     else min(r_new, m.rows) * cdiv(min(d, cpt) * wbit, wbpc))
-        occupancy = inst * r_all * d * wbit + min(inst * o_all * d * wbit,
-                                                  scratch * over["tile_bits"])
+            w_res = (min(d, m.rows) * cdiv(min(r_new, cpt) * cp, wbpc) if axis_k
+                     else min(r_new, m.rows) * cdiv(min(d, cpt) * cp, wbpc))
+        # count words the new resident positions change: their own columns (K^T), or every
+        # column of the row tiles they land in (V)
+        cw = count_width(min(d if axis_k else r_all, m.rows))
+        touched = (inst * r_new * cdiv(d, m.rows) if axis_k
+                   else inst * d * (cdiv(r_all, m.rows) - r_c // m.rows) if r_new else 0)
+        wcnt = touched * pr.w_cnt * cw + over["wcnt"]
+        occupancy = inst * r_all * d * cp + min(inst * o_all * d * cp,
+                                                scratch * over["tile_bits"])
         combine_psums = (not axis_k) and r_all > 0 and o_all > 0
     else:
-        cell_bits = inst * elems * wbit
-        over = _part(arch, inst, v, n, k, scratch)
-        occupancy = min(cell_bits, scratch * over["tile_bits"])
+        written = inst * elems
+        over = _part(arch, pr, inst, v, n, k, scratch)
+        wcnt = over["wcnt"]
+        occupancy = min(written * cp, scratch * over["tile_bits"])
         combine_psums = False
+    cell_bits = written * cp
     parts = [p for p in (res, over) if p is not None and p["tiles"]]
     path_res = w_res + res["compute"] if res is not None and res["tiles"] else 0
     kv_load_o = (max(over["passes"] * cdiv(over["tile_bits"], wbpc), cdiv(kv_rd, home_bus))
@@ -137,17 +230,28 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     reads[home][KV_KIND] = kv_rd
     writes[home][KV_KIND] = kv_wr
     stream = sum(p["stream"] for p in parts)
-    reads["global_buffer"]["act_full"] = stream
+    # under PAC the banks get the MSB planes; the encoder reads the counted low planes once
+    low = inst * v * n * (pr.in_bits - pr.x_planes) if pr.x_cnt else 0
+    reads["global_buffer"]["act_full"] = stream + low
     writes["bank_buffer"]["act_full"] = stream
     reads["bank_buffer"]["act_full"] = stream
-    io = cdiv(stream + out_bits, mem.global_buffer.bus_bits)
+    xcnt = sum(p["xcnt"] for p in parts)
+    writes["bank_buffer"]["sparsity_counts"] = reads["bank_buffer"]["sparsity_counts"] = xcnt
+    writes["bank_buffer"]["w_counts"] = wcnt
+    reads["bank_buffer"]["w_counts"] = sum(p["wcnt"] for p in parts) * v  # per left row
+    io = cdiv(stream + low + out_bits, mem.global_buffer.bus_bits)
     mem_stall = max(0, io - compute)
-    cycles = kv_load + compute + mem_stall
+    pac_ops = sum(p["pac"] for p in parts)
+    enc_bits = (elems - layer.cached) * inst * pr.w_cnt + inst * v * n * pr.x_cnt  # new K / V
+    eng = {"pac_engine": cdiv(pac_ops, arch.pac.engine_ops_per_cycle) if pac_ops else 0,
+           "encoder": cdiv(enc_bits, arch.pac.encoder_bits_per_cycle) if enc_bits else 0}
+    slow = max(eng, key=lambda e: eng[e])
+    eng_stall = max(0, eng[slow] - compute - mem_stall)
+    cycles = kv_load + compute + mem_stall + eng_stall
     bs = m.kind == "bit_serial"
-    steps = xbit * wbit if bs else xbit
     vt = sum(p["tiles"] for p in parts) * v
-    busy = vt * steps * m.cycles_per_step
-    xmax, wmax = (1 << xbit) - 1, (1 << wbit) - 1
+    busy = vt * pr.steps * m.cycles_per_step
+    xmax, wmax = (1 << pr.in_bits) - 1, (1 << kb) - 1
     width = (n * xmax * wmax).bit_length()
     psum = inst * v * width * (sum(p["k"] * (p["rt"] - 1) for p in parts) + k * combine_psums)
     if rsd and layer.kv_axis == "n":  # resident and overflow positions stack as row tiles
@@ -157,38 +261,45 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     else:
         row_tiles, col_tiles = over["rt"], over["ct"]
     common.update(passes=sum(p["passes"] for p in parts))
+    stalls = {"kv_load": kv_load, "memory": mem_stall}
+    if att.pac:
+        stalls[slow] = eng_stall
     return LayerCounts(
-        cycles=cycles, compute_cycles=compute,
-        stall_cycles={"kv_load": kv_load, "memory": mem_stall},
+        cycles=cycles, compute_cycles=compute, stall_cycles=stalls,
         bank_utilization=busy / (m.banks * cycles) if cycles else 0.0, vector_tiles=vt,
-        bit_serial_cycles_baseline=vt * xbit * wbit, bit_serial_cycles=vt * steps,
+        bit_serial_cycles_baseline=vt * pr.baseline_steps, bit_serial_cycles=vt * pr.steps,
         column_cycles=sum(p["col"] for p in parts) if bs else 0,
-        active_row_cycles=inst * elems * v * steps if bs else 0,
+        active_row_cycles=inst * elems * v * pr.steps if bs else 0,
         bpbs_conversions=0 if bs else sum(p["conv"] for p in parts),
-        psum_bits=psum, reads_bits=reads, writes_bits=writes,
-        row_tiles=row_tiles, col_tiles=col_tiles,
-        digital_cycles_mean=float(steps), busy_cycles={"banks": busy},
+        pac_ops=pac_ops, encoder_bits=enc_bits, psum_bits=psum, reads_bits=reads,
+        writes_bits=writes, row_tiles=row_tiles, col_tiles=col_tiles, exact=not att.pac,
+        digital_cycles_mean=float(pr.steps),
+        busy_cycles={"banks": busy, "pac_engine": eng["pac_engine"], "encoder": eng["encoder"]},
         kv_cell_write_bits=cell_bits, kv_occupancy_bits=occupancy, **common)
 
 
-def _part(arch: Arch, inst: int, v: int, n: int, k: int, banks: int) -> dict[str, int]:
+def _part(arch: Arch, pr: AttnPrecision, inst: int, v: int, n: int, k: int, banks: int
+          ) -> dict[str, int]:
     """One part of a right operand (n x k per instance) tiled onto `banks` banks: its tiles,
-    passes, exact compute cycles, streamed bits and per-part energy counts."""
+    passes, compute cycles, streamed bits, count words and per-part energy counts."""
     m = arch.macro
     if n <= 0 or k <= 0:
         return dict(tiles=0, passes=0, compute=0, tile_bits=0, stream=0, col=0, conv=0,
-                    rt=0, ct=0, k=0)
-    bs = m.kind == "bit_serial"
+                    rt=0, ct=0, k=0, xcnt=0, wcnt=0, pac=0)
     cpt = channels_per_tile(arch)
     rt, ct = cdiv(n, m.rows), cdiv(k, cpt)
     tiles = inst * rt * ct
     passes = cdiv(tiles, banks)
-    steps = m.xbit * m.wbit if bs else m.xbit  # exact: every bit pair / input bit (bp_bs)
-    return dict(tiles=tiles, passes=passes, compute=passes * v * steps * m.cycles_per_step,
-                tile_bits=min(n, m.rows) * min(k, cpt) * m.wbit,
-                stream=inst * v * n * ct * m.xbit,  # every tile gets its rows of every left row
-                col=inst * k * rt * v * steps, conv=inst * k * m.wbit * rt * v * m.xbit,
-                rt=rt, ct=ct, k=k)
+    cw = count_width(min(n, m.rows))
+    return dict(tiles=tiles, passes=passes, compute=passes * v * pr.steps * m.cycles_per_step,
+                tile_bits=min(n, m.rows) * min(k, cpt) * pr.cell_planes,
+                stream=inst * v * n * ct * pr.x_planes,  # every tile gets its rows of each row
+                col=inst * k * rt * v * pr.steps,
+                conv=inst * k * pr.kv_bits * rt * v * pr.in_bits,
+                rt=rt, ct=ct, k=k,
+                xcnt=inst * v * rt * ct * pr.x_cnt * cw,  # each left row's segment, per tile
+                wcnt=inst * k * rt * pr.w_cnt * cw,  # each column's counts, per row tile
+                pac=inst * v * k * rt * pr.products)
 
 
 def periphery_counts(arch: Arch, name: str, ops: Mapping[str, int]) -> LayerCounts:

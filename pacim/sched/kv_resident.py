@@ -20,9 +20,9 @@ from ..workloads.ir import Layer
 
 
 def channels_per_tile(arch: Arch) -> int:
-    """Right-operand columns one bank holds (bit_serial: cols; bp_bs: cols / wbit)."""
+    """Right-operand columns one bank holds (bit_serial: cols; bp_bs: cols / the K / V bits)."""
     m = arch.macro
-    return m.cols if m.kind == "bit_serial" else m.cols // m.wbit
+    return m.cols if m.kind == "bit_serial" else m.cols // (arch.attention.kv_bits or m.wbit)
 
 
 def kv_dims(layer: Layer) -> tuple[int, int]:
