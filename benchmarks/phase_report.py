@@ -36,6 +36,7 @@ def section(fig: dict[str, Any]) -> list[str]:
                        f"{100 * r['weight_load_share']:.1f}% | "
                        f"{_n(r['weight_read_mbit_per_token'])} | "
                        f"{_n(r['kv_read_mbit_per_token'])} |")
+    out += pac_section(fig.get("attention_pac"))
     sw = fig.get("sweep")
     if sw:
         out += ["", f"Decode of {sw['tokens']} tokens on {sw['workload']} @ {sw['arch']} against "
@@ -51,6 +52,23 @@ def section(fig: dict[str, Any]) -> list[str]:
                      f"~{cross:,.0f} tokens (interpolated between the sweep's points)."
                      if cross is not None else "KV-cache reads per token stay below the "
                      "weight reads over the whole sweep.")]
+    return out
+
+
+def pac_section(pac: dict[str, Any] | None) -> list[str]:
+    """Markdown lines: decode with attention exact and on PAC, KV at 8 and 4 bits."""
+    if not pac:
+        return []
+    out = ["", f"Attention on the PAC macro (`attention.pac`, pac.operand 4) against exact, "
+           f"decode of {pac['tokens']} tokens after {pac['context']} on {pac['workload']} @ "
+           "pacim_65nm/cim; KV4 is `--setting w4a4skv4`'s cache (linear layers at 8 bits):", "",
+           "| attention | tokens/s | energy/token uJ | attention bit-serial cycles / exact | "
+           "KV read Mbit/token | KV write Mbit/token |", "|---|---|---|---|---|---|"]
+    for label, r in pac["rows"].items():
+        share = r["attention_bit_serial_cycles"] / r["attention_bit_serial_baseline"]
+        out.append(f"| {label} | {_n(r['tokens_per_s'])} | {_n(r['energy_per_token_uj'])} | "
+                   f"{share:.3g} | {_n(r['kv_read_mbit_per_token'])} | "
+                   f"{_n(r['kv_write_mbit_per_token'])} |")
     return out
 
 

@@ -181,7 +181,7 @@ def traffic_by_kind(memory: dict[str, Any]) -> dict[str, Any]:
                     out["weights"][way] += bits
                 elif kind in ACTIVATION_KINDS:
                     out["activations"][way] += bits
-                elif kind == "kv_cache":
+                elif kind in ("kv_cache", "kv_counts"):  # K / V and PAC's counts of them
                     out["kv_" + way] += bits
                 else:
                     raise ValueError(f"unknown data kind {kind!r} in the memory traffic")

@@ -40,6 +40,7 @@ from .counts import LayerCounts, empty_traffic
 from .kv_resident import channels_per_tile, kv_dims
 
 KV_KIND = "kv_cache"  # data kind of K / V in the memory traffic
+KV_COUNTS = "kv_counts"  # PAC's count words of K / V planes in the bank buffer
 PERIPHERY_OPS = ("softmax", "rmsnorm", "rope", "swiglu")  # energy entries <op>_op
 
 
@@ -237,8 +238,9 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     reads["bank_buffer"]["act_full"] = stream
     xcnt = sum(p["xcnt"] for p in parts)
     writes["bank_buffer"]["sparsity_counts"] = reads["bank_buffer"]["sparsity_counts"] = xcnt
-    writes["bank_buffer"]["w_counts"] = wcnt
-    reads["bank_buffer"]["w_counts"] = sum(p["wcnt"] for p in parts) * v  # per left row
+    if wcnt:  # K / V count words in the bank buffer (their own kind: not weights)
+        writes["bank_buffer"][KV_COUNTS] = wcnt
+        reads["bank_buffer"][KV_COUNTS] = sum(p["wcnt"] for p in parts) * v  # per left row
     io = cdiv(stream + low + out_bits, mem.global_buffer.bus_bits)
     mem_stall = max(0, io - compute)
     pac_ops = sum(p["pac"] for p in parts)
