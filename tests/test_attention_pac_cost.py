@@ -80,7 +80,7 @@ def test_one_decode_step_on_pac_closed_form(kv: int) -> None:
             wr = kvh * (dh * cp + (math.ceil(kv / rows) - (kv - 1) // rows) * per)
         assert c.reads_bits["main"]["kv_cache"] == rd
         assert c.writes_bits["main"]["kv_cache"] == wr
-        assert c.writes_bits["bank_buffer"]["w_counts"] == kvh * k * rt * wc * cw(min(n, rows))
+        assert c.writes_bits["bank_buffer"]["kv_counts"] == kvh * k * rt * wc * cw(min(n, rows))
         assert c.cycles == (c.stall_cycles["kv_load"] + c.compute_cycles
                             + c.stall_cycles["memory"] + c.stall_cycles.get("encoder", 0)
                             + c.stall_cycles.get("pac_engine", 0))
