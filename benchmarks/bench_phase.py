@@ -97,6 +97,7 @@ def attention_pac(workload: str) -> dict[str, Any]:
         out["rows"][label] = {**_row(rep), "attention_bit_serial_cycles": att["bit_serial_cycles"],
                               "attention_bit_serial_baseline": att["bit_serial_cycles_baseline"],
                               "pac_ops": att["pac_ops"], "kv_bits": att["kv_bits"],
+                              "operand": att["operand"],
                               "kv_home_read_mbit_per_token": att["kv_reads_bits"] / PAC_TOKENS
                               * 1e-6}
     return out

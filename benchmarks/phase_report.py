@@ -59,7 +59,9 @@ def pac_section(pac: dict[str, Any] | None) -> list[str]:
     """Markdown lines: decode with attention exact and on PAC, KV at 8 and 4 bits."""
     if not pac:
         return []
-    out = ["", f"Attention on the PAC macro (`attention.pac`, pac.operand 4) against exact, "
+    ops = sorted({r["operand"] for r in pac["rows"].values() if r.get("operand")})
+    out = ["", f"Attention on the PAC macro (`attention.pac`, pac.operand "
+           f"{', '.join(map(str, ops)) or '-'}) against exact, "
            f"decode of {pac['tokens']} tokens after {pac['context']} on {pac['workload']} @ "
            "pacim_65nm/cim; KV4 is `--setting w4a4skv4`'s cache (linear layers at 8 bits):", "",
            "| attention | tokens/s | energy/token uJ | attention bit-serial cycles / exact | "

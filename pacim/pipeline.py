@@ -318,6 +318,7 @@ def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
 
     counts = list(counts)
     home = arch.attention.kv_home
+    pr = attention_precision(arch)
     ops: dict[str, int] = {}
     for c in counts:
         for k, n in c.periphery_ops.items():
@@ -325,7 +326,7 @@ def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
     return {
         "mapping": arch.attention.mapping,
         "kv_home": home,
-        "kv_bits": (pr := attention_precision(arch)).kv_bits, "input_bits": pr.in_bits,
+        "kv_bits": pr.kv_bits, "input_bits": pr.in_bits,
         "pac": arch.attention.pac, "operand": arch.pac.operand if arch.attention.pac else None,
         "bit_serial_cycles": sum(c.bit_serial_cycles for c in counts),
         "bit_serial_cycles_baseline": sum(c.bit_serial_cycles_baseline for c in counts),

@@ -112,6 +112,13 @@ def pac_products(digital: np.ndarray) -> int:
     return len({tuple(r) for r in nd if r.any()})
 
 
+def counted_planes(digital: np.ndarray) -> tuple[int, int]:
+    """(activation planes, weight planes) whose counts PAC uses for a (wbit, xbit) digital set:
+    the planes with at least one approximated pair."""
+    nd = ~np.asarray(digital, dtype=bool)
+    return int(nd.any(axis=0).sum()), int(nd.any(axis=1).sum())
+
+
 @lru_cache(maxsize=256)
 def _products_by_cycles(xbit: int, wbit: int, operand: int) -> tuple[tuple[int, int], ...]:
     sets = [digital_set(xbit, wbit, operand)]

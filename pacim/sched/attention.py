@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ..arch import Arch
 from ..errors import PacimError
-from ..macro.core import digital_set, pac_products
+from ..macro.core import counted_planes, digital_set, pac_products
 from ..workloads.ir import Layer
 from .counts import LayerCounts, empty_traffic
 from .kv_resident import channels_per_tile, kv_dims
@@ -78,13 +78,10 @@ def attention_precision(arch: Arch) -> AttnPrecision:
         return AttnPrecision(ib, kb, ib * kb, kb, ib)
     op = min(p.operand, max(ib, kb))
     d = digital_set(ib, kb, op)  # (kv_bits, in_bits)
-    approx = ~d
     counted = p.approx == "pac"
-    return AttnPrecision(
-        ib, kb, int(d.sum()), min(op, kb), min(op, ib),
-        x_cnt=int(approx.any(axis=0).sum()) if counted else 0,
-        w_cnt=int(approx.any(axis=1).sum()) if counted else 0,
-        products=pac_products(d) if counted else 0)
+    x_cnt, w_cnt = counted_planes(d) if counted else (0, 0)
+    return AttnPrecision(ib, kb, int(d.sum()), min(op, kb), min(op, ib), x_cnt=x_cnt,
+                         w_cnt=w_cnt, products=pac_products(d) if counted else 0)
 
 
 def count_width(rows: int) -> int:

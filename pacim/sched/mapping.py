@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..arch import Arch
-from ..macro.core import digital_set, dynamic_digital_sets
+from ..macro.core import counted_planes, digital_set, dynamic_digital_sets
 from ..workloads.ir import Layer
 from .passes import PassKind, PassRun, compress
 
@@ -65,12 +65,10 @@ def precision(arch: Arch, exact: bool) -> Precision:
     d = digital_set(m.xbit, m.wbit, p.operand)
     if p.dynamic is not None:
         d = dynamic_digital_sets(m.xbit, m.wbit, p.operand)[-1]  # fewest digital pairs
-    approx = ~d  # (wbit, xbit): pairs some output approximates
     pac = p.approx == "pac"
-    x_cnt = int(approx.any(axis=0).sum()) if pac else 0
+    x_cnt, w_cnt = counted_planes(d) if pac else (0, 0)  # planes with approximated pairs
     if p.dynamic is not None:
         x_cnt = m.xbit  # the speculation E sums every plane of the window
-    w_cnt = int(approx.any(axis=1).sum()) if pac else 0
     return Precision(False, ox, ow, counts_stored(arch), x_cnt, m.xbit - ox, w_cnt)
 
 
