@@ -8,7 +8,9 @@ On SmolLM2-135M-Instruct, 1,024 tokens of the shipped evaluation text (ctx 512, 
   with the calibration cached by that run (warm; the target: <= 120 s);
 - Table 1: perplexity per setting (W4A4sKV4, W4A8sKV8, W8A8sKV8) and mode, the ablation levels,
   the FP-parity checks (templates / prefix in float, nothing quantized);
-- on the CiM: ``insertquant+pac`` by PAC operand;
+- on the CiM: ``insertquant+pac`` by PAC operand, and at W8A8sKV8 operand 7 with QK^T and PV
+  on the PAC macro as well (``--attention-pac``), with each layer's SQNR against exact
+  arithmetic on the same codes;
 - the second evaluation text (debian-handbook, 4,096 tokens) when Debian's apt can fetch it.
 
 Targets: W4A4sKV4 insertquant <= 1.10 x prefixquant and rtn >= 10 x both; W8A8sKV8 insertquant
@@ -37,6 +39,7 @@ ABLATION = ("quarot-rtn", "insertquant:detect", "insertquant:clamp", "insertquan
             "insertquant:restore", "insertquant", "insertquant-persist")  # fmt: skip
 PARITY = ("insertquant-fp", "prefixquant-fp")
 PAC_RUNS = (("w8a8skv8", (5, 6, 7)), ("w8a8", (6, 7)), ("w4a4skv4", (3,)))
+ATT_PAC = ("w8a8skv8", 7)  # attention (QK^T, PV) on PAC too: setting, operand
 SECOND_TEXT, SECOND_TOKENS = "debian-handbook", 4096
 GEMMA, GEMMA_MODES = "gemma3-270m", ("fp", "rtn", "quarot-rtn", "prefixquant", "insertquant",
                                     "insertquant-fp")
@@ -95,6 +98,7 @@ def run(quick: bool = False) -> BenchResult:
         for op in ops:
             r = evaluate(cfg(setting=s, modes=(mode,), operand=op))
             pac[s][str(op)] = r["perplexity"][mode]
+    att = _attention_pac(evaluate, cfg, pac)
     gemma: dict[str, Any] = {}
     try:
         for s in ("w4a4skv4", "w8a8skv8"):
@@ -123,6 +127,7 @@ def run(quick: bool = False) -> BenchResult:
         "cli_perplexity": ppl,
         "table": table,
         "pac": pac,
+        "attention_pac": att,
         "second_text": second,
         "gemma": gemma,
         "paper_llama2_7b": PAPER_LLAMA2_7B,
@@ -138,10 +143,53 @@ def run(quick: bool = False) -> BenchResult:
               0.02),
         Check("FP parity: |insertquant-fp ppl / fp ppl - 1|",
               abs(w8["insertquant-fp"] / w8["fp"] - 1), "<=", 0.005),
+        Check("W8A8sKV8 op 7: attention on PAC ppl / linear layers only on PAC ppl",
+              att["ppl"] / att["ppl_linear_only"], "<=", 1.02),
         Check("CLI JSON keeps perplexity by mode and adds setting",
               res.figures["cli_json_has_setting"], ">=", 1),
     ]
     return res
+
+
+def _attention_pac(evaluate: Any, cfg: Any, pac: dict[str, Any]) -> dict[str, Any]:
+    """insertquant+pac with attention on PAC as well: perplexity and per-layer SQNR."""
+    s, op = ATT_PAC
+    r = evaluate(cfg(setting=s, modes=("fp", "insertquant+pac"), operand=op,
+                     attention_pac=True))  # fmt: skip
+    a = r["modes"]["insertquant+pac"]["attention_pac"]
+    return {"setting": r["setting"]["label"], "operand": op, "bits": a["bits"],
+            "fp": r["perplexity"]["fp"], "ppl": r["perplexity"]["insertquant+pac"],
+            "ppl_linear_only": pac[s][str(op)], "layers": a["layers"],
+            "qk_sqnr_db_min": a["qk_sqnr_db_min"], "pv_sqnr_db_min": a["pv_sqnr_db_min"]}
+
+
+def _attention_lines(a: dict[str, Any]) -> list[str]:
+    """The RESULTS.md rows of attention on PAC: perplexity and SQNR per layer."""
+    if not a:
+        return []
+
+    def db(v: float | None) -> str:
+        return "exact" if v is None else f"{v:.1f}"
+
+    fp = a["fp"]
+    lines = [f"### Attention on the CiM too: QK^T and PV on the PAC macro ({a['setting']}, "
+             f"operand {a['operand']})", "",
+             f"The static KV cache's K / V codes are the macro's weights, the queries and "
+             f"probabilities its {a['bits']}-bit inputs (`pacim llm eval --modes insertquant+pac "
+             f"--attention-pac`); sink / prefix rows stay on the digital unit.", "",
+             "| QK^T / PV | perplexity | vs fp |", "|---|---|---|",
+             f"| fp (nothing quantized) | {_ppl(fp)} | |",
+             f"| exact (the linear layers on PAC) | {_ppl(a['ppl_linear_only'])} | "
+             f"{a['ppl_linear_only'] / fp - 1:+.1%} |",
+             f"| on PAC, as the linear layers | {_ppl(a['ppl'])} | {a['ppl'] / fp - 1:+.1%} |", "",
+             f"SQNR of each layer's attention products against exact arithmetic on the same "
+             f"codes (dB; worst QK^T {db(a['qk_sqnr_db_min'])}, worst PV "
+             f"{db(a['pv_sqnr_db_min'])}):", "",
+             "| layer | QK^T | PV |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['layer']} | {db(r['qk_sqnr_db'])} | {db(r['pv_sqnr_db'])} |"
+              for r in a["layers"]]
+    lines.append("")
+    return lines
 
 
 def _ppl(v: float | None) -> str:
@@ -197,6 +245,7 @@ def report_lines(fig: dict[str, Any]) -> list[str]:
             ops = ", ".join(f"{k}: {_ppl(v)}" for k, v in d.items() if k != "mode")
             lines.append(f"| {s} | {d['mode']} | {ops} |")
         lines.append("")
+    lines += _attention_lines(fig.get("attention_pac") or {})
     gem = fig.get("gemma") or {}
     if "unavailable" in gem:
         lines += [f"Gemma 3 270M: not available on this machine ({gem['unavailable']}).", ""]

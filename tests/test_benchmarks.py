@@ -70,3 +70,20 @@ def test_with_joins_earlier_full_runs_and_refuses_quick_ones(tmp_path):
         main(["--only", "none", "--with", str(tmp_path / "quick.json"), "--out", str(out)])
     with pytest.raises(SystemExit, match="cannot read benchmark results"):
         main(["--only", "none", "--with", str(tmp_path / "missing.json"), "--out", str(out)])
+
+
+def test_llm_report_renders_attention_on_pac():
+    from benchmarks.bench_llm import report_lines
+
+    layers = [{"layer": 0, "qk_sqnr_db": 31.25, "pv_sqnr_db": None},
+              {"layer": 1, "qk_sqnr_db": 40.0, "pv_sqnr_db": 14.9}]  # fmt: skip
+    att = {"setting": "W8A8sKV8", "operand": 7, "bits": 8, "fp": 20.0, "ppl": 20.8,
+           "ppl_linear_only": 20.6, "layers": layers, "qk_sqnr_db_min": 31.25,
+           "pv_sqnr_db_min": 14.9}  # fmt: skip
+    fp = {"fp": 20.0}
+    table = {s: {"label": s.upper(), "ppl": fp} for s in ("w4a4skv4", "w8a8skv8")}
+    text = "\n".join(report_lines({"table": table, "attention_pac": att}))
+    assert "| on PAC, as the linear layers | 20.80 | +4.0% |" in text
+    assert "| exact (the linear layers on PAC) | 20.60 | +3.0% |" in text
+    assert "| 0 | 31.2 | exact |" in text and "worst PV 14.9" in text
+    assert "Attention on the CiM" not in "\n".join(report_lines({"table": table}))
