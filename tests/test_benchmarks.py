@@ -87,3 +87,43 @@ def test_llm_report_renders_attention_on_pac():
     assert "| exact (the linear layers on PAC) | 20.60 | +3.0% |" in text
     assert "| 0 | 31.2 | exact |" in text and "worst PV 14.9" in text
     assert "Attention on the CiM" not in "\n".join(report_lines({"table": table}))
+
+
+def test_llm_bench_assembles_its_figures(monkeypatch, tmp_path):
+    """bench_llm's run() and report on a fake evaluate (the real one takes ~30 min)."""
+    import benchmarks.bench_llm as bl
+    import pacim.llm.eval as ev
+    import pacim.llm.gguf_io as gio
+
+    calls = []
+
+    def fake_evaluate(cfg):
+        calls.append(cfg)
+        ppl = {m: 30.0 + cfg.operand + len(m) / 10 for m in cfg.modes}
+        modes = {m: {"seconds": 1.0} for m in cfg.modes}
+        if cfg.attention_pac:
+            modes["insertquant+pac"]["attention_pac"] = {
+                "bits": 8, "layers": [{"layer": 0, "qk_sqnr_db": 30.0, "pv_sqnr_db": 15.0}],
+                "qk_sqnr_db_min": 30.0, "pv_sqnr_db_min": 15.0}  # fmt: skip
+        return {"perplexity": ppl, "modes": modes, "setting": {"label": cfg.setting.upper()},
+                "calibration_seconds": 0.0, "spike_plan": {}, "max_ratio_before": 1.0,
+                "text": "t"}  # fmt: skip
+
+    def fake_cli(calib_dir, out):
+        out.write_text('{"perplexity": {"fp": 1.0}, "setting": {}}')
+        return 1.0
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    monkeypatch.setattr(gio, "fetch_model", lambda: None)
+    monkeypatch.setattr(gio, "load_gguf", lambda p: None)
+    monkeypatch.setattr(bl, "_timed_cli", fake_cli)
+    res = bl.run()
+    fig = res.figures
+    assert set(fig["cim"]) == set(bl.CIM_OPERANDS)
+    assert list(fig["pac"]["w8a8skv8"]) == ["mode", "5", "6", "7"]
+    assert fig["attention_pac"]["ppl_linear_only"] == fig["pac"]["w8a8skv8"]["7"]
+    assert any(c.attention_pac for c in calls)
+    text = "\n".join(bl.report_lines(fig))
+    assert "| insertquant+pac | " in text and "W8A8SKV8, operand 7" in text
+    assert "| w4a8skv8 | insertquant+pac | 5: " in text
+    assert len(res.checks) == 7
