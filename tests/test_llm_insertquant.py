@@ -1,8 +1,5 @@
-"""INSERTQUANT, the baselines, settings and quantizers on tiny synthetic GGUFs (no download).
-
-The spiky tiny model (tests.test_llm_synthetic.write_gguf with ``spike_birth``) makes token 0
-(``<|endoftext|>``) a sink whose massive activation is born at a known layer.
-"""
+"""INSERTQUANT, the baselines, settings and quantizers on tiny synthetic GGUFs (no download):
+the spiky model of tests.llm_fixtures, whose token 0 is a sink born at layer BIRTH."""
 
 from __future__ import annotations
 
@@ -29,9 +26,7 @@ from pacim.llm.quantizers import (  # noqa: E402
     static_qparams,
 )
 from pacim.llm.settings import parse_setting  # noqa: E402
-from tests.test_llm_synthetic import write_gguf  # noqa: E402
-
-BIRTH, LAYERS4 = 1, 4
+from tests.llm_fixtures import BIRTH, LAYERS4, spiky_gguf, spiky_texts  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -41,31 +36,12 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def spiky(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("spiky")
-    return write_gguf(d / "spiky.gguf", layers=LAYERS4, spike_birth=BIRTH, seed=3,
-                      head_scale=0.1)
+    return spiky_gguf(tmp_path_factory.mktemp("spiky"))
 
 
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory: pytest.TempPathFactory, spiky: Path) -> tuple[Path, Path]:
-    """Texts whose 32-token windows all start with <|endoftext|>; some hold a second one."""
-    _, tok = get_model(str(spiky))
-    d = tmp_path_factory.mktemp("texts")
-    out = []
-    for name, words, second in (("eval", "the rain in spain stays on the plain ", (1, 3)),
-                                ("calib", "a stitch in time saves nine then more ", (0, 2))):
-        ids = tok.encode(words * 8)
-        parts = []
-        for k in range(6):
-            body = list(ids[k : k + 31])
-            if k in second:
-                body[10] = 0  # a delimiter-like second sink inside the window
-            parts.append(tok.decode([0, *body]))
-        p = d / f"{name}.txt"
-        p.write_text("".join(parts))
-        assert tok.encode(p.read_text()).size == 6 * 32
-        out.append(p)
-    return out[0], out[1]
+    return spiky_texts(tmp_path_factory.mktemp("texts"), spiky)
 
 
 def _cfg(spiky: Path, texts: tuple[Path, Path], **kw: object) -> EvalConfig:
