@@ -117,6 +117,11 @@ def test_llm_bench_assembles_its_figures(monkeypatch, tmp_path):
     monkeypatch.setattr(gio, "fetch_model", lambda: None)
     monkeypatch.setattr(gio, "load_gguf", lambda p: None)
     monkeypatch.setattr(bl, "_timed_cli", fake_cli)
+    book = tmp_path / "book.txt"
+    book.write_text("x" * (bl.CALIB_TAIL + 10))
+    import pacim.llm.texts as tx
+
+    monkeypatch.setattr(tx, "fetch_text", lambda name: book)
     res = bl.run()
     fig = res.figures
     assert set(fig["cim"]) == set(bl.CIM_OPERANDS)
@@ -127,3 +132,5 @@ def test_llm_bench_assembles_its_figures(monkeypatch, tmp_path):
     assert "| insertquant+pac | " in text and "W8A8SKV8, operand 7" in text
     assert "| w4a8skv8 | insertquant+pac | 5: " in text
     assert len(res.checks) == 7
+    assert calls[-1].calib and calls[-1].text == bl.SECOND_TEXT
+    assert "on the book's own last 12,000 characters" in text
