@@ -179,7 +179,10 @@ def run(quick: bool = False) -> BenchResult:
                 pre = simulate_phase(arch, name, "prefill", tokens=PREFILL_TOKENS)
                 dec = simulate_phase(arch, name, "decode", context=DECODE_CONTEXT,
                                      tokens=DECODE_TOKENS)
-                table[f"{name}@{chip}/{m}"] = {"prefill": _row(pre), "decode": _row(dec)}
+                kvb = dec.summary["attention"].get("kv_bits")
+                table[f"{name}@{chip}/{m}"] = {
+                    "bits": f"W{arch.macro.wbit}A{arch.macro.xbit}KV{kvb}",
+                    "prefill": _row(pre), "decode": _row(dec)}  # fmt: skip
     res.figures["table"] = table
     res.figures["table_setup"] = {"prefill_tokens": PREFILL_TOKENS,
                                   "decode_context": DECODE_CONTEXT,

@@ -22,15 +22,16 @@ def section(fig: dict[str, Any]) -> list[str]:
     out = [f"Prefill of {setup.get('prefill_tokens')} tokens; decode of "
            f"{setup.get('decode_tokens')} tokens after a context of "
            f"{setup.get('decode_context')} (`--no-data`: shapes, default statistics; "
-           "attention exact on the macro). Weight-load share: cycles the banks wait for "
-           "weights.", "",
-           "| workload @ chip / attention | phase | tokens/s | energy/token uJ | TOPS/W | "
+           "attention exact on the macro). Each chip runs at its own shipped precision "
+           "(bits: weights, activations, K / V; jia_bpbs_65nm ships W1A1, so its figures are "
+           "1-bit ones). Weight-load share: cycles the banks wait for weights.", "",
+           "| workload @ chip / attention | bits | phase | tokens/s | energy/token uJ | TOPS/W | "
            "weight reloads/step | weight-load share | weight Mbit/token | KV read Mbit/token |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for key, row in table.items():
         for ph in ("prefill", "decode"):
             r = row[ph]
-            out.append(f"| {key} | {ph} | {_n(r['tokens_per_s'])} | "
+            out.append(f"| {key} | {row.get('bits', '-')} | {ph} | {_n(r['tokens_per_s'])} | "
                        f"{_n(r['energy_per_token_uj'])} | {_n(r['tops_per_w'])} | "
                        f"{_n(r['weight_reloads_per_step'])} | "
                        f"{100 * r['weight_load_share']:.1f}% | "

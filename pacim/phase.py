@@ -29,6 +29,7 @@ MAX_DECODE_TOKENS = 1 << 20  # decode steps are summed one KV length at a time (
 # data kinds of the report's "by kind" traffic
 WEIGHT_KINDS = ("weights", "w_counts")
 ACTIVATION_KINDS = ("act_msb", "act_full", "sparsity_counts", "outputs", "psums")
+COUNT_KINDS = ("w_counts", "sparsity_counts", "kv_counts")  # PAC's count words
 
 
 def kv_setting_overrides(spec: str) -> dict[str, int]:
@@ -170,10 +171,12 @@ def decode_steps(arch: Arch, shape: LlmShape, name: str, context: int, tokens: i
 
 
 def traffic_by_kind(memory: dict[str, Any]) -> dict[str, Any]:
-    """Reads and writes over every memory level by data kind: weights, activations, KV."""
+    """Reads and writes over every memory level by data kind: weights, activations, KV; and
+    ``counts``, the PAC count words among them (w_counts, sparsity_counts, kv_counts: a part of
+    the three, not added to them)."""
     out = {"weights": {"reads_bits": 0, "writes_bits": 0},
            "activations": {"reads_bits": 0, "writes_bits": 0}, "kv_reads_bits": 0,
-           "kv_writes_bits": 0}
+           "kv_writes_bits": 0, "counts": {"reads_bits": 0, "writes_bits": 0}}  # fmt: skip
     for lv in memory.get("by_level", {}).values():
         for way, key in (("reads_bits", "reads_by_kind"), ("writes_bits", "writes_by_kind")):
             for kind, bits in lv.get(key, {}).items():
@@ -185,6 +188,8 @@ def traffic_by_kind(memory: dict[str, Any]) -> dict[str, Any]:
                     out["kv_" + way] += bits
                 else:
                     raise ValueError(f"unknown data kind {kind!r} in the memory traffic")
+                if kind in COUNT_KINDS:
+                    out["counts"][way] += bits
     return out
 
 

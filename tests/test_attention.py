@@ -289,7 +289,7 @@ def test_cli_decode_json(tmp_path: Path) -> None:
     assert p["name"] == "decode" and p["tokens"] == 3 and p["context"] == 8
     assert d["unmapped_macs"] == 0 and p["weight_reloads_per_step"] > 0
     assert set(p["traffic_by_kind"]) == {"weights", "activations", "kv_reads_bits",
-                                         "kv_writes_bits"}
+                                         "kv_writes_bits", "counts"}
     assert any(la["name"] == "periphery" for la in d["layers"])
 
 

@@ -13,7 +13,7 @@ from pacim.arch import load_arch
 from pacim.cli import main
 from pacim.errors import ConfigError
 from pacim.macro.core import digital_set, pac_products
-from pacim.phase import decode_steps, simulate_phase, step_workload
+from pacim.phase import COUNT_KINDS, decode_steps, simulate_phase, step_workload
 from pacim.sched import attention_counts
 from pacim.sched.attention import attention_precision, kv_bits
 from pacim.workloads.ir import matmul_layer
@@ -115,6 +115,26 @@ def test_pac_cuts_the_attention_cycles_and_energy() -> None:
     assert ap["kv_reads_bits"] < 0.6 * ae["kv_reads_bits"]
     assert ap["pac_ops"] > 0 == ae["pac_ops"]
     assert pac["energy_pj"] < ex["energy_pj"]
+    # the phase block's count words: every level's count kinds, a part of the three kinds
+    for r in (ex, pac):
+        t, lv = r["phase"]["traffic_by_kind"], r["memory"]["by_level"].values()
+        for way, key in (("reads_bits", "reads_by_kind"), ("writes_bits", "writes_by_kind")):
+            assert t["counts"][way] == sum(v for m in lv for k, v in m.get(key, {}).items()
+                                           if k in COUNT_KINDS)  # fmt: skip
+        assert 0 < t["counts"]["reads_bits"] < t["weights"]["reads_bits"] + t["kv_reads_bits"] \
+            + t["activations"]["reads_bits"]
+
+    def by_kind(r: dict, kind: str) -> int:
+        lv = r["memory"]["by_level"].values()
+        return sum(m.get("reads_by_kind", {}).get(kind, 0) for m in lv)
+
+    # attention on PAC adds K / V count words and the streamed inputs' plane counts; the
+    # linear layers' weight counts are the same
+    assert by_kind(pac, "kv_counts") > 0 == by_kind(ex, "kv_counts")
+    assert by_kind(pac, "w_counts") == by_kind(ex, "w_counts")
+    added = sum(by_kind(pac, k) - by_kind(ex, k) for k in COUNT_KINDS)
+    assert added == pac["phase"]["traffic_by_kind"]["counts"]["reads_bits"] \
+        - ex["phase"]["traffic_by_kind"]["counts"]["reads_bits"] > by_kind(pac, "kv_counts")
 
 
 @pytest.mark.parametrize("kv_banks", [0, 1])

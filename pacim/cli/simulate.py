@@ -66,8 +66,8 @@ def simulate_command(arch_path: str, workload: str, sets: tuple[str, ...],
       pacim simulate --arch pacim_65nm --workload resnet18 --no-data --no-progress > log.txt
       pacim simulate --arch pacim_65nm --workload llm-layer --set attention.mapping=cim \\
           --phase decode --context 2048 --tokens 4096 --no-data
-      pacim simulate --arch pacim_65nm --workload smollm2-135m --set attention.mapping=cim \
-          --set attention.pac=true --setting w8a8skv8 --phase decode --context 512 \
+      pacim simulate --arch pacim_65nm --workload smollm2-135m --set attention.mapping=cim \\
+          --set attention.pac=true --setting w8a8skv8 --phase decode --context 512 \\
           --tokens 64 --no-data
     """
     from ..arch import load_arch
