@@ -205,7 +205,8 @@ def test_sqnr_falls_as_adc_bits_fall_and_noise_rises(seed: int, bits: int, rows:
     """Random data, where it holds (see the next two tests for where it does not):
     - at one code per row (FS = 2^b - 1: fewer bits clip more, every error an undershoot);
     - with at least half an LSB of noise, which decorrelates the rounding (full scale = rows);
-    - in noise from half an LSB up, at 8 bits."""
+    - in noise from half an LSB up, at 8 bits; and from no noise up where the ADC holds every
+      column sum."""
     rng = np.random.default_rng(seed)
     qx, qw = operands(rng, 48, 24, n, bits, bits, dx, dw)
     unit = [mac_error(qx, qw, bits, AnalogADC(bits=b, rows=rows, full_scale=None))
@@ -217,6 +218,13 @@ def test_sqnr_falls_as_adc_bits_fall_and_noise_rises(seed: int, bits: int, rows:
     noisy = [mac_error(qx, qw, bits, AnalogADC(bits=8, rows=rows, noise_lsb=s, seed=seed))
              for s in (0.5, 1.0, 2.0)]
     assert non_increasing(noisy[::-1]), noisy
+    # from no noise up, at one code per row on 64 rows: exact without noise, nothing clips. (On
+    # taller tiles the clipped sums' undershoot can be partly cancelled by the noise's own bias,
+    # codes below 0 being read as 0: more noise, less error. Seed 2 of hypothesis finds it.)
+    from_zero = [mac_error(qx, qw, bits, AnalogADC(bits=8, rows=64, full_scale=None,
+                                                   noise_lsb=s, seed=seed))
+                 for s in (0.0, 0.25, 0.5, 1.0, 2.0)]  # fmt: skip
+    assert from_zero[0] == 0 and non_increasing(from_zero[::-1]), from_zero
 
 
 def test_without_noise_a_coarse_lsb_rounds_coherently() -> None:
