@@ -238,6 +238,19 @@ def test_without_noise_a_coarse_lsb_rounds_coherently() -> None:
         qx, qw, 1, AnalogADC(bits=5, noise_lsb=0.5))
 
 
+def test_with_clipping_noise_can_cancel_part_of_the_undershoot() -> None:
+    """Why SQNR is not monotone in noise when sums clip: at one code per row on a 768-row tile
+    dense 1-b planes sum above 255 and clip (every error an undershoot), while noise on the
+    zero sums is read as codes >= 0 only, a positive bias that cancels part of it."""
+    qx, qw = operands(np.random.default_rng(0), 48, 24, 769, 1, 1, 0.5, 0.75)
+    err = [mac_error(qx, qw, 1, AnalogADC(bits=8, full_scale=None, noise_lsb=s))
+           for s in (0.0, 2.0)]  # fmt: skip
+    assert err[1] < err[0]
+    row64 = [mac_error(qx, qw, 1, AnalogADC(bits=8, rows=64, full_scale=None, noise_lsb=s))
+             for s in (0.0, 2.0)]  # fmt: skip
+    assert row64[0] == 0 < row64[1]  # nothing clips on 64 rows: noise only adds error
+
+
 def test_a_lsb_just_above_one_row_is_a_gain_error() -> None:
     """Why SQNR is not monotone in b for every height without noise: on 64 rows a 6-bit ADC has
     LSB = 64/63 rows, and every column sum below 32 converts to code = s, read back as s x 64/63:
