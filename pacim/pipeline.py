@@ -314,8 +314,9 @@ def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
     """The report's "attention" block: mapping, KV home and bits, PAC, KV traffic, cell writes,
     the BMMs' bit-serial cycles, periphery."""
     from .sched import KV_KIND
-    from .sched.attention import attention_precision
+    from .sched.attention import KV_COUNTS, attention_precision
 
+    kinds = (KV_KIND, KV_COUNTS)  # K / V planes and PAC's count words of them at kv_home
     counts = list(counts)
     home = arch.attention.kv_home
     pr = attention_precision(arch)
@@ -331,8 +332,9 @@ def attention_summary(arch: Arch, counts: Any) -> dict[str, Any]:
         "bit_serial_cycles": sum(c.bit_serial_cycles for c in counts),
         "bit_serial_cycles_baseline": sum(c.bit_serial_cycles_baseline for c in counts),
         "pac_ops": sum(c.pac_ops for c in counts),
-        "kv_reads_bits": sum(c.reads_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
-        "kv_writes_bits": sum(c.writes_bits.get(home, {}).get(KV_KIND, 0) for c in counts),
+        "kv_reads_bits": sum(c.reads_bits.get(home, {}).get(k, 0) for c in counts for k in kinds),
+        "kv_writes_bits": sum(c.writes_bits.get(home, {}).get(k, 0) for c in counts
+                              for k in kinds),
         "kv_cell_write_bits": sum(c.kv_cell_write_bits for c in counts),
         "kv_occupancy_bits_max": max((c.kv_occupancy_bits for c in counts), default=0),
         "digital_macs": sum(c.digital_macs for c in counts),

@@ -70,16 +70,19 @@ def test_one_decode_step_on_pac_closed_form(kv: int) -> None:
         assert c.bit_serial_cycles_baseline == tiles * v * ib * kb
         assert c.pac_ops == kvh * v * k * rt * prod
         assert c.encoder_bits == kvh * dh * wc + kvh * v * n * xc  # the new K / V, each row
+        # at kv_home: the kept planes (kv_cache) and the count words (kv_counts)
+        rd, wr = kvh * (kv - 1) * dh * cp, kvh * dh * cp
         if la is qk:  # a position is a column: its counts per row tile
             per = math.ceil(dh / rows) * wc * cw(min(dh, rows))
-            rd = kvh * (kv - 1) * (dh * cp + per)
-            wr = kvh * (dh * cp + per)
+            rc, wcn = kvh * (kv - 1) * per, kvh * per
         else:  # a position is a row: its row tile's column counts are rewritten
             per = dh * wc * cw(min(kv, rows))
-            rd = kvh * ((kv - 1) * dh * cp + math.ceil((kv - 1) / rows) * per)
-            wr = kvh * (dh * cp + (math.ceil(kv / rows) - (kv - 1) // rows) * per)
+            rc = kvh * math.ceil((kv - 1) / rows) * per
+            wcn = kvh * (math.ceil(kv / rows) - (kv - 1) // rows) * per
         assert c.reads_bits["main"]["kv_cache"] == rd
         assert c.writes_bits["main"]["kv_cache"] == wr
+        assert c.reads_bits["main"]["kv_counts"] == rc
+        assert c.writes_bits["main"]["kv_counts"] == wcn
         assert c.writes_bits["bank_buffer"]["kv_counts"] == kvh * k * rt * wc * cw(min(n, rows))
         assert c.cycles == (c.stall_cycles["kv_load"] + c.compute_cycles
                             + c.stall_cycles["memory"] + c.stall_cycles.get("encoder", 0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..arch import Arch
 from ..errors import PacimError
@@ -96,40 +97,58 @@ def instances(layer: Layer) -> tuple[int, int]:
     return count // layer.group, rows * layer.group
 
 
+class KvTraffic(NamedTuple):
+    """Bits read and written at kv_home (totals), and the PAC count words among them."""
+
+    rd: int
+    wr: int
+    rd_counts: int = 0
+    wr_counts: int = 0
+
+
 def kv_traffic(arch: Arch, pr: AttnPrecision, layer: Layer, positions: int | None = None,
-               cached: int | None = None) -> tuple[int, int]:
-    """(bits read, bits written) at kv_home of a right operand's `positions` (default: all)
-    of which `cached` (default: layer.cached's) are in the cache: the kept planes of each
-    element and, under PAC, the count words of the approximated planes (K^T: per position and
-    row tile; V: per column of every row tile a position lands in)."""
+               cached: int | None = None) -> KvTraffic:
+    """Bits read and written at kv_home of a right operand's `positions` (default: all) of
+    which `cached` (default: layer.cached's) are in the cache: the kept planes of each element
+    and, under PAC, the count words of the approximated planes (K^T: per position and row
+    tile; V: per column of every row tile a position lands in)."""
     inst, _ = instances(layer)
     rows = arch.macro.rows
     if layer.kv_axis is None:  # every element produced this step (no KV positions)
         cw = count_width(min(layer.n, rows))
-        cnt = layer.k * cdiv(layer.n, rows) * pr.w_cnt * cw
-        return (inst * layer.cached * pr.cell_planes,
-                inst * ((layer.n * layer.k - layer.cached) * pr.cell_planes + cnt))
+        cnt = inst * layer.k * cdiv(layer.n, rows) * pr.w_cnt * cw
+        return KvTraffic(inst * layer.cached * pr.cell_planes,
+                         inst * (layer.n * layer.k - layer.cached) * pr.cell_planes + cnt, 0,
+                         cnt)  # fmt: skip
     L, d = kv_dims(layer)
     L = L if positions is None else positions
     c = layer.cached // d if cached is None else cached
     rd, wr = inst * c * d * pr.cell_planes, inst * (L - c) * d * pr.cell_planes
+    rc = wc = 0
     if pr.w_cnt and L:
         if layer.kv_axis == "k":  # K^T: a position is a column
             per = cdiv(d, rows) * pr.w_cnt * count_width(min(d, rows))
-            rd, wr = rd + inst * c * per, wr + inst * (L - c) * per
+            rc, wc = inst * c * per, inst * (L - c) * per
         else:  # V: a position is a row; its row tile's column counts change
             per = d * pr.w_cnt * count_width(min(L, rows))
-            rd += inst * cdiv(c, rows) * per
-            wr += inst * (cdiv(L, rows) - c // rows) * per
-    return rd, wr
+            rc, wc = inst * cdiv(c, rows) * per, inst * (cdiv(L, rows) - c // rows) * per
+    return KvTraffic(rd + rc, wr + wc, rc, wc)
+
+
+def _home_traffic(reads: dict, writes: dict, home: str, t: KvTraffic) -> None:
+    """K / V planes (kv_cache) and their count words (kv_counts) at kv_home."""
+    reads[home][KV_KIND], writes[home][KV_KIND] = t.rd - t.rd_counts, t.wr - t.wr_counts
+    if t.rd_counts or t.wr_counts:
+        reads[home][KV_COUNTS], writes[home][KV_COUNTS] = t.rd_counts, t.wr_counts
 
 
 def kv_bits(arch: Arch, layer: Layer) -> int:
     """Bits of the layer's right operands in the KV cache (one K or V, all its heads)."""
     pr = attention_precision(arch)
     if layer.kv_axis is None:
-        return sum(kv_traffic(arch, pr, layer))
-    return kv_traffic(arch, pr, layer, cached=0)[1]
+        t = kv_traffic(arch, pr, layer)
+        return t.rd + t.wr
+    return kv_traffic(arch, pr, layer, cached=0).wr
 
 
 def check_kv_home(arch: Arch, layers: Iterable[Layer], what: str) -> int:
@@ -156,15 +175,15 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     n, k, kb = layer.n, layer.k, pr.kv_bits
     elems = n * k
     if att.mapping == "digital":  # the digital unit takes whole codes
-        kv_rd, kv_wr = inst * layer.cached * kb, inst * (elems - layer.cached) * kb
+        kvt = KvTraffic(inst * layer.cached * kb, inst * (elems - layer.cached) * kb)
     else:
-        kv_rd, kv_wr = kv_traffic(arch, pr, layer)
+        kvt = kv_traffic(arch, pr, layer)
+    kv_rd = kvt.rd
     out_bits = inst * v * k * m.xbit
     home = att.kv_home
     home_bus = getattr(mem, home).bus_bits
     reads, writes = empty_traffic(), empty_traffic()
-    reads[home][KV_KIND] = kv_rd
-    writes[home][KV_KIND] = kv_wr
+    _home_traffic(reads, writes, home, kvt)
     writes["global_buffer"]["outputs"] = out_bits
     common = dict(name=layer.name, passes=0, weight_reloads=0, weight_bits_written=0,
                   input_home="global_buffer", output_home="global_buffer", events=0,
@@ -193,7 +212,8 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
         c = layer.cached // d
         r_all, r_c = min(L, rsd), min(c, rsd)
         r_new, o_all, o_c = r_all - r_c, L - min(L, rsd), c - r_c
-        kv_rd, kv_wr = kv_traffic(arch, pr, layer, o_all, o_c)
+        kvt = kv_traffic(arch, pr, layer, o_all, o_c)
+        kv_rd = kvt.rd
         written = inst * (r_new + o_all) * d  # K / V elements written into the cells
         axis_k = layer.kv_axis == "k"
         res = _part(arch, pr, inst, v, *((d, r_all) if axis_k else (r_all, d)), att.kv_banks)
@@ -225,8 +245,7 @@ def attention_counts(arch: Arch, layer: Layer, resident: int = 0) -> LayerCounts
     path_o = kv_load_o + over["compute"]
     compute = res["compute"] if res is not None and path_res > path_o else over["compute"]
     kv_load = max(path_res, path_o) - compute
-    reads[home][KV_KIND] = kv_rd
-    writes[home][KV_KIND] = kv_wr
+    _home_traffic(reads, writes, home, kvt)
     stream = sum(p["stream"] for p in parts)
     # under PAC the banks get the MSB planes; the encoder reads the counted low planes once
     low = inst * v * n * (pr.in_bits - pr.x_planes) if pr.x_cnt else 0
