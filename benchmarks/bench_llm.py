@@ -91,7 +91,7 @@ def run(quick: bool = False) -> BenchResult:
         out = Path(d) / "llm.json"
         cold = _timed_cli(Path(d) / "calib", out)
         warm = _timed_cli(Path(d) / "calib", out)
-        res_json = json.loads(out.read_text())
+        res_json = json.loads(out.read_text(encoding="utf-8"))
     ppl = res_json["perplexity"]
 
     def cfg(**kw: Any) -> EvalConfig:
@@ -101,9 +101,9 @@ def run(quick: bool = False) -> BenchResult:
     cim: dict[str, Any] = {}
     pac: dict[str, dict[str, Any]] = {}
     for s, op in CIM_OPERANDS.items():
-        ppl = evaluate(cfg(setting=s, modes=CIM_MODES, operand=op))["perplexity"]
-        cim[s] = {"operand": op, "ppl": ppl}
-        pac[s] = {"mode": "insertquant+pac", str(op): ppl["insertquant+pac"]}
+        on_pac = evaluate(cfg(setting=s, modes=CIM_MODES, operand=op))["perplexity"]
+        cim[s] = {"operand": op, "ppl": on_pac}
+        pac[s] = {"mode": "insertquant+pac", str(op): on_pac["insertquant+pac"]}
     for s, ops in PAC_RUNS:
         mode = "insertquant-norm+pac" if s == "w8a8" else "insertquant+pac"
         runs = {str(op): evaluate(cfg(setting=s, modes=(mode,), operand=op))["perplexity"][mode]
@@ -172,7 +172,8 @@ def _in_domain(evaluate: Any, cfg: Any) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as d:
         calib = Path(d) / "tail.txt"
-        calib.write_text(fetch_text(SECOND_TEXT).read_text()[-CALIB_TAIL:])
+        book = fetch_text(SECOND_TEXT).read_text(encoding="utf-8")
+        calib.write_text(book[-CALIB_TAIL:], encoding="utf-8")
         r = evaluate(cfg(setting="w4a4skv4", modes=("fp", "prefixquant", "insertquant"),
                          text=SECOND_TEXT, tokens=SECOND_TOKENS, calib=str(calib)))  # fmt: skip
     return r["perplexity"]

@@ -124,6 +124,7 @@ def test_llm_bench_assembles_its_figures(monkeypatch, tmp_path):
     monkeypatch.setattr(tx, "fetch_text", lambda name: book)
     res = bl.run()
     fig = res.figures
+    assert fig["cli_perplexity"] == {"fp": 1.0}  # the CLI's JSON, not a later run's
     assert set(fig["cim"]) == set(bl.CIM_OPERANDS)
     assert list(fig["pac"]["w8a8skv8"]) == ["mode", "5", "6", "7"]
     assert fig["attention_pac"]["ppl_linear_only"] == fig["pac"]["w8a8skv8"]["7"]
