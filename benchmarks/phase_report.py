@@ -14,6 +14,12 @@ def _n(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _chip_bits(table: dict[str, Any]) -> str:
+    """'chip W8A8KV8, ...' from the table's keys (workload@chip/mapping) and bits."""
+    chips = {k.split("@", 1)[1].split("/", 1)[0]: r.get("bits", "-") for k, r in table.items()}
+    return ", ".join(f"{c} {b}" for c, b in chips.items())
+
+
 def section(fig: dict[str, Any]) -> list[str]:
     """Markdown lines: the prefill / decode table and the context sweep."""
     table, setup = fig.get("table"), fig.get("table_setup", {})
@@ -23,8 +29,8 @@ def section(fig: dict[str, Any]) -> list[str]:
            f"{setup.get('decode_tokens')} tokens after a context of "
            f"{setup.get('decode_context')} (`--no-data`: shapes, default statistics; "
            "attention exact on the macro). Each chip runs at its own shipped precision "
-           "(bits: weights, activations, K / V; jia_bpbs_65nm ships W1A1, so its figures are "
-           "1-bit ones). Weight-load share: cycles the banks wait for weights.", "",
+           f"(bits: weights, activations, K / V; {_chip_bits(table)}). Weight-load share: "
+           "cycles the banks wait for weights.", "",
            "| workload @ chip / attention | bits | phase | tokens/s | energy/token uJ | TOPS/W | "
            "weight reloads/step | weight-load share | weight Mbit/token | KV read Mbit/token |",
            "|---|---|---|---|---|---|---|---|---|---|"]

@@ -220,7 +220,7 @@ def test_sqnr_falls_as_adc_bits_fall_and_noise_rises(seed: int, bits: int, rows:
     assert non_increasing(noisy[::-1]), noisy
     # from no noise up, at one code per row on 64 rows: exact without noise, nothing clips. (On
     # taller tiles the clipped sums' undershoot can be partly cancelled by the noise's own bias,
-    # codes below 0 being read as 0: more noise, less error. Seed 2 of hypothesis finds it.)
+    # codes below 0 being read as 0: more noise, less error; see the clipping test below.)
     from_zero = [mac_error(qx, qw, bits, AnalogADC(bits=8, rows=64, full_scale=None,
                                                    noise_lsb=s, seed=seed))
                  for s in (0.0, 0.25, 0.5, 1.0, 2.0)]  # fmt: skip

@@ -135,9 +135,8 @@ def test_pac_cuts_the_attention_cycles_and_energy() -> None:
     # linear layers' weight counts are the same
     assert by_kind(pac, "kv_counts") > 0 == by_kind(ex, "kv_counts")
     assert by_kind(pac, "w_counts") == by_kind(ex, "w_counts")
-    added = sum(by_kind(pac, k) - by_kind(ex, k) for k in COUNT_KINDS)
-    assert added == pac["phase"]["traffic_by_kind"]["counts"]["reads_bits"] \
-        - ex["phase"]["traffic_by_kind"]["counts"]["reads_bits"] > by_kind(pac, "kv_counts")
+    added = by_kind(pac, "sparsity_counts") - by_kind(ex, "sparsity_counts")
+    assert added > 0  # the queries' and probabilities' plane counts, from the encoder
 
 
 @pytest.mark.parametrize("kv_banks", [0, 1])

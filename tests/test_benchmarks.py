@@ -135,3 +135,28 @@ def test_llm_bench_assembles_its_figures(monkeypatch, tmp_path):
     assert len(res.checks) == 7
     assert calls[-1].calib and calls[-1].text == bl.SECOND_TEXT
     assert "on the book's own last 12,000 characters" in text
+
+
+def test_phase_report_names_each_chips_bits():
+    from benchmarks.phase_report import section
+
+    row = {k: 1.0 for k in ("tokens_per_s", "energy_per_token_uj", "tops_per_w",
+                            "weight_reloads_per_step", "weight_load_share",
+                            "weight_read_mbit_per_token", "kv_read_mbit_per_token")}  # fmt: skip
+    table = {"m@chip_a/cim": {"bits": "W8A8KV8", "prefill": row, "decode": row},
+             "m@chip_b/cim": {"bits": "W1A1KV1", "prefill": row, "decode": row}}  # fmt: skip
+    text = "\n".join(section({"table": table, "table_setup": {}}))
+    assert "chip_a W8A8KV8, chip_b W1A1KV1" in text
+    assert "| m@chip_b/cim | W1A1KV1 | decode |" in text
+
+
+def test_fashion_report_explains_one_class_baselines_only_at_chance():
+    from benchmarks.fashion_report import _table
+
+    def table(trunc):
+        top = {"float": 0.93, "truncate": trunc, "expected": 0.1}
+        return {"pac": {"images": 10, "thresholds": (1, 2, 3), "top1": top,
+                        "agreement_with_float": {}, "s_per_image": dict.fromkeys(top, 1e-3)}}
+
+    assert "one-class score" in "\n".join(_table(table(0.1)))
+    assert "one-class score" not in "\n".join(_table(table(0.4)))

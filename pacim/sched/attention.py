@@ -41,7 +41,7 @@ from .counts import LayerCounts, empty_traffic
 from .kv_resident import channels_per_tile, kv_dims
 
 KV_KIND = "kv_cache"  # data kind of K / V in the memory traffic
-KV_COUNTS = "kv_counts"  # PAC's count words of K / V planes in the bank buffer
+KV_COUNTS = "kv_counts"  # PAC's count words of K / V planes (at kv_home and the bank buffer)
 PERIPHERY_OPS = ("softmax", "rmsnorm", "rope", "swiglu")  # energy entries <op>_op
 
 
