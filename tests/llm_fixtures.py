@@ -7,6 +7,7 @@ The spiky tiny model (tests.test_llm_synthetic.write_gguf with ``spike_birth``) 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 BIRTH, LAYERS4 = 1, 4
 
@@ -39,3 +40,13 @@ def spiky_texts(d: Path, spiky: Path) -> tuple[Path, Path]:
         assert tok.encode(p.read_text()).size == 6 * 32
         out.append(p)
     return out[0], out[1]
+
+
+def spiky_config(spiky: Path, texts: tuple[Path, Path], **kw: Any) -> Any:
+    """An EvalConfig on the spiky model: 192 tokens in 32-token windows, both texts."""
+    from pacim.llm.eval import EvalConfig
+
+    ev, ca = texts
+    base = dict(model=str(spiky), text=str(ev), calib=str(ca), tokens=192, ctx=32,
+                calib_tokens=192)  # fmt: skip
+    return EvalConfig(**{**base, **kw})

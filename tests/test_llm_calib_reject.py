@@ -12,32 +12,14 @@ pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 
 from pacim.llm.calibration import get_calibration, get_model, get_weights  # noqa: E402
-from pacim.llm.eval import EvalConfig, calibration_windows, evaluate  # noqa: E402
+from pacim.llm.eval import calibration_windows, evaluate  # noqa: E402
 from pacim.llm.insertquant import QuantHooks  # noqa: E402
 from pacim.llm.insertquant import calibrate as cal  # noqa: E402
 from pacim.llm.settings import parse_setting  # noqa: E402
-from tests.llm_fixtures import BIRTH, spiky_gguf, spiky_texts  # noqa: E402
+from tests.llm_fixtures import BIRTH, spiky_config  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PACIM_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def spiky(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return spiky_gguf(tmp_path_factory.mktemp("spiky"))
-
-
-@pytest.fixture(scope="module")
-def texts(tmp_path_factory: pytest.TempPathFactory, spiky: Path) -> tuple[Path, Path]:
-    return spiky_texts(tmp_path_factory.mktemp("texts"), spiky)
-
-
-def _cfg(spiky: Path, texts: tuple[Path, Path], **kw: object) -> EvalConfig:
-    ev, ca = texts
-    return EvalConfig(model=str(spiky), text=str(ev), calib=str(ca), tokens=192, ctx=32,
-                      calib_tokens=192, **kw)  # type: ignore[arg-type]
+pytestmark = pytest.mark.usefixtures("pacim_cache")
+_cfg = spiky_config
 
 
 def test_detection_agreement_is_pooled_jaccard() -> None:
